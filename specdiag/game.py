@@ -129,6 +129,16 @@ class Game:
                 raise TypeError(f"modules must hold nn.Module objects, got {type(m).__name__}")
             tracked.append(unwrap_module(m))
         self._modules = tuple(tracked)
+        kinds = {
+            name: sorted({f"{p.dtype} on {p.device}" for p in ps})
+            for name, ps in self._params.items()
+        }
+        if len({k for ks in kinds.values() for k in ks}) > 1:
+            found = "; ".join(f"{name!r}: {', '.join(ks)}" for name, ks in kinds.items())
+            raise GameDefinitionError(
+                f"all players' parameters must share one dtype and one device, found {found}; "
+                "move every player to the same device and dtype (e.g. model.to(device, dtype))"
+            )
         self.layout = ParameterLayout.of([p for ps in self._params.values() for p in ps])
         self._layouts = {name: ParameterLayout.of(ps) for name, ps in self._params.items()}
         self._slices: dict[str, slice] = {}
