@@ -50,7 +50,7 @@ def dense_ritz(
             i += size
     X = X / np.linalg.norm(X, axis=0)
     resid = np.linalg.norm(A @ X - X * lam, axis=0)
-    return rank(lam, resid, X, blocks, which, k, tol, eps)
+    return rank(lam, resid, X, blocks, which, k, tol, eps, complete=True)
 
 
 def _pairs_adjacent(lam: np.ndarray) -> np.ndarray:

@@ -43,7 +43,8 @@ from .which import wanted_order
 
 __all__ = ["KrylovSchur", "Ritz"]
 
-_DGKS = 1.0 / math.sqrt(2.0)
+#: Restarts to keep going once only unresolved wanted values are left.
+UNRESOLVED_PATIENCE = 3
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Ritz:
     wanted: list[int]  # the wanted block indices (k eigenvalues, pairs whole)
     block_converged: np.ndarray  # per block
     floor: float
+    unresolved: list[int]  # wanted blocks that ``which`` cannot tell from unwanted ones
+
 
     @property
     def n_wanted(self) -> int:
@@ -71,7 +74,8 @@ class Ritz:
 
     @property
     def done(self) -> bool:
-        return all(self.block_converged[b] for b in self.wanted)
+        """Every wanted block converged, those ``which`` cannot resolve aside."""
+        return all(self.block_converged[b] for b in self.wanted if b not in self.unresolved)
 
 
 def rank(
@@ -85,11 +89,20 @@ def rank(
     eps: float,
     T: np.ndarray | None = None,
     Z: np.ndarray | None = None,
+    *,
+    complete: bool = False,
 ) -> Ritz:
     """Order the Ritz values by ``which``, pick the wanted ``k`` and test convergence.
 
     A pair counts as one block; the wanted set takes whole blocks until it holds at
     least ``k`` eigenvalues, so a pair at the boundary makes it ``k + 1``.
+
+    With ``which="LI"`` a *real* wanted Ritz value is unresolved: every real
+    eigenvalue has the same key (``|Im| = 0``), and complex eigenvalues with small
+    imaginary parts lie inside the spectrum, where a Krylov space finds them last,
+    so a real Ritz value in the wanted set may stand where an undiscovered complex
+    one belongs. Such values are reported as not converged, unless ``complete``
+    (the Ritz values are the whole spectrum, as in the dense path).
     """
     reps = np.array([lam[s] if size == 1 or lam[s].imag > 0 else lam[s + 1] for s, size in blocks])
     order = wanted_order(reps, which)
@@ -103,10 +116,12 @@ def rank(
             break
         wanted.append(int(bi))
         count += blocks[bi][1]
+    unresolved = [b for b in wanted if which == "LI" and blocks[b][1] == 1 and not complete]
+    block_converged[unresolved] = False
     empty = np.zeros((0, 0))
     return Ritz(
         lam, resid, X, empty if T is None else T, empty if Z is None else Z,
-        blocks, order, wanted, block_converged, floor,
+        blocks, order, wanted, block_converged, floor, unresolved,
     )
 
 
@@ -171,6 +186,7 @@ class KrylovSchur:
         self.n_matvec = 0
         self.n_restarts = 0
         self.first_check = min(ncv, 2 * k + 1)
+        self._done_since: int | None = None
         nrm = torch.linalg.vector_norm(v0).item()
         if not math.isfinite(nrm) or nrm == 0.0:
             raise ValueError("v0 must be a finite, non-zero vector")
@@ -191,7 +207,7 @@ class KrylovSchur:
                 self.expand()
                 if self.j >= self.first_check:
                     ritz = self.analyse()
-                    if ritz.done:
+                    if self._finished(ritz):
                         return ritz, "converged"
             if ritz is None:
                 ritz = self.analyse()
@@ -201,6 +217,18 @@ class KrylovSchur:
                 return ritz, "budget"
             self.restart(ritz)
             self.n_restarts += 1
+
+    def _finished(self, ritz: Ritz) -> bool:
+        """Converged; with unresolved wanted values only after ``UNRESOLVED_PATIENCE``
+        further restarts, which give hidden eigenvalues a chance to appear."""
+        if not ritz.done:
+            self._done_since = None
+            return False
+        if not ritz.unresolved:
+            return True
+        if self._done_since is None:
+            self._done_since = self.n_restarts
+        return self.n_restarts - self._done_since >= UNRESOLVED_PATIENCE
 
     # ------------------------------------------------------------------ expansion
     def _orthogonalize(self, w: torch.Tensor, count: int) -> tuple[torch.Tensor, float, float]:

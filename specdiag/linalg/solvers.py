@@ -243,6 +243,12 @@ def _solve(
     if len(values) > k:
         notes.append(f"returned {len(values)} eigenvalues for k = {k}: the k-th is one of a complex-conjugate pair, kept whole")
         logger.info("%s: %s", name, notes[-1])
+    if ritz.unresolved:
+        notes.append(
+            "which='LI' reached real eigenvalues; complex eigenvalues with small imaginary "
+            "parts may lie inside the spectrum, unfound, so those are reported as not "
+            "converged: ask for fewer or raise ncv"
+        )
     if stop == "budget":
         notes.append(f"stopped at the product budget max_matvecs = {max_matvecs}")
     elif stop == "maxiter":

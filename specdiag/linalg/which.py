@@ -39,8 +39,9 @@ def wanted_order(values: np.ndarray, which: str) -> np.ndarray:
     """Indices of ``values`` from most to least wanted.
 
     Every key is invariant under complex conjugation, so the two members of a
-    conjugate pair tie; ties are broken by position (stable sort), which keeps a pair
-    adjacent when it is listed adjacent. For ``"BE"`` the order alternates largest,
+    conjugate pair tie. Other ties (all real eigenvalues under ``"SI"``) go to the
+    larger magnitude, which a Krylov space resolves first; remaining ties by position
+    (stable sort), which keeps a pair adjacent when it is listed adjacent. For ``"BE"`` the order alternates largest,
     smallest, second largest, ... so that the first ``k`` hold ``ceil(k/2)`` from the
     top and ``floor(k/2)`` from the bottom.
     """
@@ -62,4 +63,4 @@ def wanted_order(values: np.ndarray, which: str) -> np.ndarray:
         "LI": -np.abs(v.imag),
         "SI": np.abs(v.imag),
     }[which]
-    return np.argsort(keys, kind="stable")
+    return np.lexsort((-np.abs(v), keys))
