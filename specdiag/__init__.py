@@ -14,6 +14,7 @@ from .errors import (
     NonFiniteError,
     SpecdiagError,
 )
+from . import toys
 from .game import Game
 from .linalg import EigResult, MatrixOperator, eigs, eigsh
 from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
