@@ -174,7 +174,7 @@ class GameField:
         Each player's loss on this batch.
     """
 
-    def __init__(self, game: Game, batch: Any, *, seed: int | None = None) -> None:
+    def __init__(self, game: Game, batch: Any = None, *, seed: int | None = None) -> None:
         self.game = game
         with game.evaluation(seed=seed):
             losses = game.losses(batch)

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
+from ..errors import NonFiniteError
 from .which import wanted_order
 
 __all__ = ["arpack_solve"]
@@ -41,7 +42,10 @@ def arpack_solve(
         nonlocal count
         count += 1
         v = torch.from_numpy(np.ascontiguousarray(x.reshape(-1), dtype=np_dtype)).to(op.device)
-        return op.matvec(v).cpu().numpy()
+        out = op.matvec(v).cpu().numpy()
+        if not np.isfinite(out).all():
+            raise NonFiniteError(f"the operator returned NaN or Inf at product {count}")
+        return out
 
     lin = spla.LinearOperator((n, n), matvec=matvec, dtype=np_dtype)
     solver = spla.eigsh if symmetric else spla.eigs
@@ -57,7 +61,9 @@ def arpack_solve(
     n_matvec = count
     values, vectors = (out if return_eigenvectors else (out, None))
     values = np.asarray(values, dtype=np.float64 if symmetric else np.complex128)
-    order = wanted_order(values, which)
+    # positive imaginary part first within a pair (the sort below is stable), then by which
+    order = np.argsort(-values.imag, kind="stable")
+    order = order[wanted_order(values[order], which)]
     values = values[order]
     resid = np.full(len(values), np.nan)
     if vectors is not None:

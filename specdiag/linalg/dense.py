@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import NonFiniteError
 from .krylov_schur import Ritz, rank
 
 __all__ = ["assemble", "dense_ritz"]
@@ -21,7 +22,10 @@ def assemble(apply: Callable[[torch.Tensor], torch.Tensor], n: int, dtype: torch
     """The matrix of ``apply`` as a float64 numpy array (``n`` products)."""
     eye = torch.eye(n, dtype=dtype, device=device)
     cols = [apply(eye[i]).to(torch.float64).cpu() for i in range(n)]
-    return torch.stack(cols, dim=1).numpy()
+    A = torch.stack(cols, dim=1).numpy()
+    if not np.isfinite(A).all():
+        raise NonFiniteError("the operator returned NaN or Inf")
+    return A
 
 
 def dense_ritz(

@@ -9,7 +9,8 @@ device in its dtype; only the small :math:`(j+1) \times j` matrix
 :math:`\underline{B}_j` (last row :math:`b^\top`) is brought to the host, in float64.
 
 * **Expansion** (Arnoldi): :math:`w = A v_j`, orthogonalised against the basis by
-  classical Gram–Schmidt applied twice (CGS2). On breakdown (an invariant subspace)
+  classical Gram–Schmidt applied twice (CGS2), the second pass skipped when the
+  first kept more than :math:`1/\sqrt 2` of the norm (DGKS). On breakdown (an invariant subspace)
   the iteration continues with a random vector orthogonal to the basis.
 * **Convergence**: the Ritz pair :math:`(\theta, V y)` of the projected matrix has
   residual :math:`\|A V y - \theta V y\| = |b^\top y|` (unit :math:`y`); it has
@@ -38,11 +39,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import NonFiniteError
 from .projected import RealSchur, SymmetricEig
 from .which import wanted_order
 
 __all__ = ["KrylovSchur", "Ritz"]
 
+_DGKS = 1.0 / math.sqrt(2.0)
 #: Restarts to keep going once only unresolved wanted values are left.
 UNRESOLVED_PATIENCE = 3
 
@@ -232,15 +235,22 @@ class KrylovSchur:
 
     # ------------------------------------------------------------------ expansion
     def _orthogonalize(self, w: torch.Tensor, count: int) -> tuple[torch.Tensor, float, float]:
-        """CGS2 of ``w`` against ``V[:count]``; returns coefficients and norms."""
+        """Orthogonalise ``w`` in place against ``V[:count]`` by classical Gram–Schmidt,
+        repeated (CGS2) unless the first pass kept most of the norm (the DGKS test
+        ``‖w'‖ > ‖w‖/√2`` that ARPACK uses: then ``w'`` is orthogonal to working
+        precision and a second pass would change nothing). Returns the coefficients,
+        the norm after and the norm before."""
         Vc = self.V[:count]
         norm0 = torch.linalg.vector_norm(w).item()
         h = torch.mv(Vc, w)
         w.addmv_(Vc.t(), h, alpha=-1.0)
-        h2 = torch.mv(Vc, w)
-        w.addmv_(Vc.t(), h2, alpha=-1.0)
-        h += h2
-        return h, torch.linalg.vector_norm(w).item(), norm0
+        norm = torch.linalg.vector_norm(w).item()
+        if norm <= _DGKS * norm0:
+            h2 = torch.mv(Vc, w)
+            w.addmv_(Vc.t(), h2, alpha=-1.0)
+            h += h2
+            norm = torch.linalg.vector_norm(w).item()
+        return h, norm, norm0
 
     def expand(self) -> None:
         """One Arnoldi step: column ``j`` of ``B`` and the basis vector ``V[j+1]``."""
@@ -255,8 +265,6 @@ class KrylovSchur:
         w = w.clone()
         h, beta, norm0 = self._orthogonalize(w, j + 1)
         if not (math.isfinite(beta) and math.isfinite(norm0)):
-            from ..errors import NonFiniteError
-
             raise NonFiniteError(
                 f"the operator returned NaN or Inf at product {self.n_matvec}"
             )
