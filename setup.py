@@ -1,0 +1,5 @@
+"""Build script; every setting lives in setup.cfg."""
+
+from setuptools import setup
+
+setup()
