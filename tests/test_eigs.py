@@ -236,3 +236,32 @@ def test_non_finite_products_raise_a_dedicated_error():
 
     with pytest.raises(sd.NonFiniteError, match="NaN"):
         sd.eigs(Broken(), k=2)
+
+
+def test_locking_with_complex_pairs():
+    """Separated pairs converge and lock (whole 2x2 blocks) while a slow one does not."""
+    from specdiag.linalg.krylov_schur import KrylovSchur
+
+    gen = torch.Generator().manual_seed(4)
+    m = 1500
+    a = torch.rand(m, dtype=torch.float64, generator=gen)
+    b = torch.rand(m, dtype=torch.float64, generator=gen) * 0.3
+    a[:3], b[:3] = torch.tensor([8.0, 5.0, 1.2], dtype=torch.float64), torch.tensor([4.0, 3.0, 0.1], dtype=torch.float64)
+
+    def matvec(v):
+        x, y = v[0::2], v[1::2]
+        out = torch.empty_like(v)
+        out[0::2], out[1::2] = a * x + b * y, -b * x + a * y
+        return out
+
+    solver = KrylovSchur(
+        matvec, 2 * m, torch.float64, torch.device("cpu"), k=6, which="LM", tol=1e-9,
+        ncv=16, maxiter=500, max_matvecs=10**6,
+        v0=torch.randn(2 * m, dtype=torch.float64, generator=gen), generator=gen, symmetric=False,
+    )
+    ritz, stop = solver.run()
+    assert stop == "converged"
+    assert solver.l >= 2 and solver.l % 2 == 0, "pairs are locked whole"
+    got = sorted((complex(ritz.lam[s]) for b_ in ritz.wanted for s in range(ritz.blocks[b_][0], sum(ritz.blocks[b_]))), key=lambda z: (-abs(z), -z.imag))
+    expected = sorted([complex(x, sgn * y) for x, y in [(8, 4), (5, 3), (1.2, 0.1)] for sgn in (1, -1)], key=lambda z: (-abs(z), -z.imag))
+    np.testing.assert_allclose(got, expected, atol=1e-8)

@@ -97,3 +97,26 @@ def test_invariant_subspace_breakdown():
     r = sd.eigsh(A, k=3, which="LA", tol=1e-10)
     assert r.all_converged
     np.testing.assert_allclose(r.eigenvalues.numpy(), [3.0, 2.0, 1.0], atol=1e-10)
+
+
+def test_locking_keeps_converged_vectors_and_the_answer():
+    """Well-separated top eigenvalues converge (and lock) long before a slow one."""
+    from specdiag.linalg.krylov_schur import KrylovSchur
+
+    gen = torch.Generator().manual_seed(2)
+    n = 3000
+    d = torch.rand(n, dtype=torch.float64, generator=gen)
+    d[:4] = torch.tensor([20.0, 15.0, 10.0, 1.0005], dtype=torch.float64)  # the 4th barely separated
+    solver = KrylovSchur(
+        lambda v: d * v, n, torch.float64, torch.device("cpu"), k=4, which="LA", tol=1e-9,
+        ncv=12, maxiter=500, max_matvecs=10**6,
+        v0=torch.randn(n, dtype=torch.float64, generator=gen), generator=gen, symmetric=True,
+    )
+    ritz, stop = solver.run()
+    assert stop == "converged"
+    assert solver.l >= 3, "the three separated eigenvalues should be locked"
+    got = np.sort(ritz.lam[[s for b in ritz.wanted for s in [ritz.blocks[b][0]]]].real)[::-1]
+    np.testing.assert_allclose(got, [20.0, 15.0, 10.0, 1.0005], atol=1e-8)
+    # locked vectors stay orthonormal with the rest of the basis
+    V = solver.V[: solver.j]
+    torch.testing.assert_close(V @ V.T, torch.eye(solver.j, dtype=torch.float64), atol=1e-10, rtol=0)

@@ -22,9 +22,10 @@ device in its dtype; only the small :math:`(j+1) \times j` matrix
   leading block (LAPACK ``dtrsen``), the decomposition truncated to ``p`` vectors.
   ``p`` follows ARPACK's adaptive rule ``k + min(nconv, (m - k) / 2)``; complex
   conjugate pairs (2x2 blocks of the real Schur form) are never split.
-* **Locking**: converged wanted Ritz vectors are moved to the front and their
-  coupling :math:`b_i` set to zero (a perturbation within the tolerance); they stay
-  in the basis, for orthogonality, but take no further part in the Schur updates.
+* **Locking**: converged wanted Ritz vectors are moved to the front and, once their
+  coupling :math:`b_i` is below ``LOCK_FRACTION * tol * |θ|``, it is set to zero (a
+  perturbation well inside the tolerance); they stay in the basis, for
+  orthogonality, but take no further part in the Schur updates.
 
 The symmetric case (thick-restart Lanczos with full reorthogonalisation) is the same
 iteration with a symmetric projected problem (:class:`~.projected.SymmetricEig`).
@@ -48,6 +49,11 @@ __all__ = ["KrylovSchur", "Ritz"]
 _DGKS = 1.0 / math.sqrt(2.0)
 #: Restarts to keep going once only unresolved wanted values are left.
 UNRESOLVED_PATIENCE = 3
+#: A converged Schur vector is locked once its residual is below this fraction of the
+#: tolerance. Locking sets the residual to zero, a perturbation of that size; at the
+#: full tolerance it mixes the eigenvectors of a tight cluster (a generator Hessian's
+#: top, say) and cost up to 2.2x ARPACK's products on the clustered benchmarks.
+LOCK_FRACTION = 0.01
 
 
 @dataclass
@@ -370,14 +376,14 @@ class KrylovSchur:
         if p_active >= j - l:
             p_active = max([e for e in ends if e < j - l], default=0)
         b = self.B[j, l:j] @ Z
-        # Lock the leading converged blocks whose Schur-vector residual is within tolerance.
+        # Lock the leading converged blocks whose Schur-vector residual is negligible.
         n_lock = 0
         for s, bsize in new_blocks:
             if s + bsize > conv_size or s + bsize > p_active:
                 break
             theta = np.abs(np.linalg.eigvals(T[s : s + bsize, s : s + bsize])).max()
             bnorm = float(np.linalg.norm(b[: s + bsize]))
-            if bnorm > self.tol * max(theta, ritz.floor):
+            if bnorm > LOCK_FRACTION * self.tol * max(theta, ritz.floor):
                 break
             self.locked_resid[l + s : l + s + bsize] = bnorm
             n_lock = s + bsize

@@ -1,0 +1,316 @@
+#!/usr/bin/env python
+"""specdiag's eigensolvers against scipy ARPACK, side by side, on the same operators.
+
+For every case both solvers get the same operator, k, ncv, tol, maxiter and start
+vector. Printed per case: products used by each, wall time, time spent outside the
+products per product (wall time beyond the products, each costed at its mean time
+inside the specdiag solve, as a fraction of that cost), how much slower a product
+runs inside the ARPACK solve (scipy's BLAS threads compete with torch's for the
+cores), and the largest
+difference between the two sets of eigenvalues relative to |λ_max|. Then the cost of
+one Jᵀu, one J u and one H u divided by one evaluation of the vector field v.
+
+Cases: (a) synthetic matrix-free operators with outliers over a bulk, n = 5,000 to
+1,000,000 (non-symmetric: 2x2 rotation blocks with a non-normal coupling, under a
+Householder similarity; symmetric: a diagonal under a Householder similarity, one
+with a clustered top), (b) the game Jacobian and both player Hessians of a
+mixture-of-Gaussians MLP GAN of about 200k parameters after a few hundred training
+steps, (c) the same at about 2M parameters.
+
+Usage::
+
+    python scripts/bench_eigs.py                       # the full suite (~15 min, 2 cores)
+    python scripts/bench_eigs.py --smoke               # tiny sizes: checks the script runs
+    python scripts/bench_eigs.py --markdown docs/benchmarks.md   # also write the tables there
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import scipy
+import torch
+
+import specdiag as sd
+from specdiag import toys
+
+START, END = "<!-- bench_eigs:start -->", "<!-- bench_eigs:end -->"
+
+
+class Timed:
+    """Wrap an operator and accumulate the wall time spent inside its products."""
+
+    def __init__(self, op: Any) -> None:
+        self.op = op
+        self.shape, self.dtype, self.device = tuple(op.shape), op.dtype, op.device
+        self.seconds = 0.0
+        self.calls = 0
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.op.matvec(v)
+        if out.is_cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return out
+
+
+class Householder:
+    """Q = I - 2 u uᵀ, applied in O(n)."""
+
+    def __init__(self, n: int, gen: torch.Generator, dtype: torch.dtype) -> None:
+        u = torch.randn(n, generator=gen, dtype=dtype)
+        self.u = u / torch.linalg.vector_norm(u)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x - 2.0 * self.u * torch.dot(self.u, x)
+
+
+class RotationBlocks:
+    """Non-symmetric: Q M Q, M block upper bidiagonal with 2x2 diagonal blocks.
+
+    Diagonal block i is [[a, b], [-b, a]] (eigenvalues a ± ib) or, for real pairs,
+    [[a, c], [0, d]]. Bulk: a in [-0.2, 1], |b| <= 0.5; outliers: magnitudes 2 to 10.
+    The coupling 0.3 x_{i+1} added to block i makes M non-normal without changing
+    its eigenvalues (block triangular).
+    """
+
+    def __init__(self, n: int, seed: int, dtype: torch.dtype = torch.float64) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        m = n // 2
+        self.shape, self.dtype, self.device = (2 * m, 2 * m), dtype, torch.device("cpu")
+        a = torch.rand(m, generator=gen, dtype=dtype) * 1.2 - 0.2
+        b = (torch.rand(m, generator=gen, dtype=dtype) - 0.5)
+        real = torch.rand(m, generator=gen, dtype=dtype) < 0.3
+        c = torch.where(real, torch.zeros_like(b), b)
+        d = torch.where(real, torch.rand(m, generator=gen, dtype=dtype) * 1.2 - 0.2, a)
+        low = torch.where(real, torch.zeros_like(b), -b)
+        out_a = torch.tensor([9.0, 6.0, 4.0, 2.5, -3.0, 1.0, 0.5, 2.0], dtype=dtype)
+        out_b = torch.tensor([3.0, 0.0, 5.0, 2.0, 0.0, 7.0, 4.0, 0.0], dtype=dtype)
+        k = len(out_a)
+        a[:k], c[:k], low[:k], d[:k] = out_a, out_b, -out_b, out_a
+        d[1], d[4], d[7] = 5.0, -2.5, 1.8  # real outlier pairs: distinct eigenvalues
+        self.blocks = torch.stack([torch.stack([a, c], -1), torch.stack([low, d], -1)], -2)
+        self.Q = Householder(2 * m, gen, dtype)
+
+    def eigenvalues(self) -> np.ndarray:
+        return np.linalg.eigvals(self.blocks.numpy()).reshape(-1)
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.Q(x).view(-1, 2)
+        z = torch.einsum("mij,mj->mi", self.blocks, y)
+        z[:-1] += 0.3 * y[1:]
+        return self.Q(z.reshape(-1))
+
+
+class DiagonalUnderReflection:
+    """Symmetric: Q diag(d) Q with outliers over a bulk, or a clustered top."""
+
+    def __init__(self, n: int, seed: int, clustered: bool, dtype: torch.dtype = torch.float64) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.shape, self.dtype, self.device = (n, n), dtype, torch.device("cpu")
+        d = torch.rand(n, generator=gen, dtype=dtype)
+        if clustered:  # like a generator Hessian: a dense cluster at the top of the bulk
+            d = d * 0.9
+            d[:40] = 1.0 + 0.01 * torch.rand(40, generator=gen, dtype=dtype)
+        else:
+            d[:10] = torch.linspace(2.0, 10.0, 10, dtype=dtype)
+        self.d = d
+        self.Q = Householder(n, gen, dtype)
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        return self.Q(self.d * self.Q(x))
+
+
+@dataclass
+class Row:
+    case: str
+    n: int
+    solver: str
+    ours: sd.EigResult
+    ref: sd.EigResult
+    product_s: float  # one product, mean inside the specdiag solve (nothing competes there)
+    ref_product_s: float  # one product, mean inside the ARPACK solve
+
+    @property
+    def product_ratio(self) -> float:
+        return self.ours.n_matvec / self.ref.n_matvec
+
+    def outside(self, result: sd.EigResult) -> float:
+        """Wall time beyond ``n_matvec`` products at their clean cost, per product, as a
+        fraction of one product."""
+        return (result.wall_time / result.n_matvec - self.product_s) / self.product_s
+
+    @property
+    def eig_diff(self) -> float:
+        ours = self.ours.eigenvalues.numpy()[: self.ours.k_requested]
+        ref = self.ref.eigenvalues.numpy()
+        ref = ref[np.isfinite(ref)]
+        scale = np.abs(ours).max()
+        return float(max(np.min(np.abs(ref - v)) for v in ours) / scale)
+
+
+def run_case(case: str, op: Any, symmetric: bool, args: argparse.Namespace, which: str) -> Row:
+    solve = sd.eigsh if symmetric else sd.eigs
+    timed = Timed(op)
+    ours = solve(timed, k=args.k, which=which, tol=args.tol, maxiter=args.maxiter)
+    product_s = timed.seconds / timed.calls
+    timed = Timed(op)
+    ref = solve(timed, k=args.k, which=which, tol=args.tol, backend="arpack", maxiter=args.maxiter)
+    row = Row(case, op.shape[0], f"{'eigsh' if symmetric else 'eigs'} {which}", ours, ref,
+              product_s, timed.seconds / timed.calls)
+    print(
+        f"  {case:34s} n={row.n:>9,d} {row.solver:9s} products {ours.n_matvec:5d} vs {ref.n_matvec:5d} "
+        f"({row.product_ratio:.2f}x)  wall {ours.wall_time:7.2f}s vs {ref.wall_time:7.2f}s  "
+        f"outside/product {row.outside(ours):.3f} vs {row.outside(ref):.3f}  "
+        f"product in ARPACK / in specdiag {row.ref_product_s / product_s:.2f}  "
+        f"Δλ/|λmax| {row.eig_diff:.1e}  converged {ours.n_converged}/{ours.k} vs {ref.n_converged}/{ref.k}",
+        flush=True,
+    )
+    return row
+
+
+def product_costs(gan: toys.MoGGAN, batch: dict, repeats: int) -> dict[str, float]:
+    """Mean seconds of v, Jᵀu, J u and H u (each player) on the same batch."""
+    game = gan.game
+
+    def mean_time(fn: Callable[[], Any]) -> float:
+        fn()  # warm-up (and one-off graph builds)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats
+
+    field = sd.GameField(game, batch, seed=0)
+    J = sd.GameJacobian.from_field(field)
+    u = torch.randn(game.n, generator=torch.Generator().manual_seed(0), dtype=game.dtype)
+    out = {
+        "v": mean_time(lambda: game.vector_field(batch, seed=0)),
+        "JTu": mean_time(lambda: J.rmatvec(u)),
+        "Ju": mean_time(lambda: J.matvec(u)),
+    }
+    for player in game.player_names:
+        H = sd.PlayerHessian.from_field(field, player)
+        w = u[game.player_slice(player)].clone()
+        out[f"Hu[{player}]"] = mean_time(lambda: H.matvec(w))
+    return out
+
+
+def gan_cases(label: str, hidden: int, depth: int, steps: int, args: argparse.Namespace) -> tuple[list[Row], dict]:
+    gan = toys.mog_gan(hidden=hidden, depth=depth, seed=0)
+    n = sum(gan.n_parameters.values())
+    t0 = time.perf_counter()
+    gan.train(steps, lr=1e-4, optimizer="adam", seed=0)
+    print(f"{label}: {n:,d} parameters, trained {steps} steps in {time.perf_counter() - t0:.1f}s", flush=True)
+    batch = gan.sample(256, generator=torch.Generator().manual_seed(1))
+    costs = product_costs(gan, batch, args.repeats)
+    print("  cost / v: " + ", ".join(f"{k} {v / costs['v']:.2f}" for k, v in costs.items() if k != "v"), flush=True)
+    field = sd.GameField(gan.game, batch, seed=0)
+    rows = [run_case(f"{label} J (via Jᵀu)", sd.GameJacobian.from_field(field).T, False, args, "LM")]
+    for player in gan.game.player_names:
+        rows.append(run_case(f"{label} H[{player}]", sd.PlayerHessian.from_field(field, player), True, args, "LA"))
+    return rows, {"label": label, "n": n, **costs}
+
+
+def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, command: str) -> str:
+    lines = [
+        START,
+        f"Command: `{command}`  ",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, numpy {np.__version__}, scipy {scipy.__version__}; "
+        f"{datetime.date.today().isoformat()}.  ",
+        f"Settings: k = {args.k}, tol = {args.tol}, ncv = max(2k + 1, 20) = {max(2 * args.k + 1, 20)}, "
+        "same start vector for both.",
+        "",
+        "| case | n | solver | products (specdiag / ARPACK) | ratio | wall s (specdiag / ARPACK) "
+        "| outside products, per product (specdiag / ARPACK) | product inside ARPACK ÷ inside specdiag "
+        "| max Δλ / \\|λ_max\\| | converged |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.case} | {r.n:,d} | {r.solver} | {r.ours.n_matvec} / {r.ref.n_matvec} | {r.product_ratio:.2f} "
+            f"| {r.ours.wall_time:.2f} / {r.ref.wall_time:.2f} "
+            f"| {r.outside(r.ours):.3f} / {r.outside(r.ref):.3f} | {r.ref_product_s / r.product_s:.2f} "
+            f"| {r.eig_diff:.1e} | {r.ours.n_converged}/{r.ours.k} / {r.ref.n_converged}/{r.ref.k} |"
+        )
+    ratios = [r.product_ratio for r in rows]
+    lines += [
+        "",
+        f"Products, specdiag ÷ ARPACK: geometric mean {math.exp(np.mean(np.log(ratios))):.3f}, "
+        f"largest {max(ratios):.2f}.",
+        "",
+        "Cost of one product ÷ one evaluation of v (same batch, mean of "
+        f"{args.repeats} after a warm-up):",
+        "",
+        "| GAN | n | v (ms) | Jᵀu | J u | " + " | ".join(k for k in costs[0] if k.startswith("Hu")) + " |",
+        "|---|---:|---:|---:|---:|" + "---:|" * sum(k.startswith("Hu") for k in costs[0]),
+    ]
+    for c in costs:
+        hu = " | ".join(f"{c[k] / c['v']:.2f}" for k in c if k.startswith("Hu"))
+        lines.append(
+            f"| {c['label']} | {c['n']:,d} | {1e3 * c['v']:.1f} | {c['JTu'] / c['v']:.2f} | {c['Ju'] / c['v']:.2f} | {hu} |"
+        )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_section(path: Path, text: str) -> None:
+    old = path.read_text() if path.exists() else ""
+    if START in old and END in old:
+        new = old[: old.index(START)] + text + old[old.index(END) + len(END) :]
+    else:
+        new = old.rstrip() + ("\n\n" if old else "") + text + "\n"
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--tol", type=float, default=1e-3)
+    parser.add_argument("--maxiter", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=10, help="repetitions when timing one product")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
+    parser.add_argument("--skip-2m", action="store_true", help="leave out the 2M-parameter GAN")
+    parser.add_argument("--markdown", type=Path, help="write the tables into this Markdown file")
+    args = parser.parse_args(argv)
+    command = "python scripts/bench_eigs.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    sizes = [2000] if args.smoke else [5_000, 100_000, 1_000_000]
+    rows: list[Row] = []
+    print("synthetic operators", flush=True)
+    for n in sizes:
+        rows.append(run_case("synthetic non-symmetric", RotationBlocks(n, seed=0), False, args, "LM"))
+        rows.append(run_case("synthetic non-symmetric", RotationBlocks(n, seed=0), False, args, "LI"))
+        rows.append(run_case("synthetic symmetric", DiagonalUnderReflection(n, 0, clustered=False), True, args, "LA"))
+        for seed in (0, 1, 2):  # a tight cluster makes product counts sensitive: show the spread
+            op = DiagonalUnderReflection(n, seed, clustered=True)
+            rows.append(run_case(f"synthetic symmetric, clustered top, seed {seed}", op, True, args, "LA"))
+    costs = []
+    gans = [("GAN 2k", 16, 2, 20)] if args.smoke else [("GAN 200k", 220, 3, 300)]
+    if not (args.smoke or args.skip_2m):
+        gans.append(("GAN 2M", 576, 4, 200))
+    for label, hidden, depth, steps in gans:
+        more, cost = gan_cases(label, hidden, depth, steps, args)
+        rows += more
+        costs.append(cost)
+    text = markdown(rows, costs, args, command)
+    print()
+    print(text)
+    if args.markdown:
+        write_section(args.markdown, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
