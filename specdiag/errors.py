@@ -8,12 +8,18 @@ working in code that does not know about specdiag.
 
 from __future__ import annotations
 
+import os
+import sys
+
 __all__ = [
     "SpecdiagError",
     "GameDefinitionError",
     "LossClosureError",
     "NonFiniteError",
+    "TraceError",
     "ConvergenceWarning",
+    "ProbeWarning",
+    "user_stacklevel",
 ]
 
 
@@ -48,6 +54,29 @@ class NonFiniteError(SpecdiagError, FloatingPointError):
         self.player = player
 
 
+class TraceError(SpecdiagError, ValueError):
+    """A trace file is missing, unreadable, not a specdiag trace, written by a newer
+    specdiag, or incompatible with the game being monitored. The message is one line
+    naming the file and the problem."""
+
+
 class ConvergenceWarning(UserWarning):
     """An eigensolver stopped (iteration limit or product budget) before all wanted
     eigenvalues converged. The result is still returned, with ``converged`` flags."""
+
+
+class ProbeWarning(UserWarning):
+    """A probe failed (non-finite loss, an exception in the closure) or did not
+    converge. The failure is recorded in the probe's record and trace; training goes on."""
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` for a ``warnings.warn`` that names the user's line.
+
+    The first frame outside the specdiag package, however deep inside it the call is.
+    """
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -19,13 +19,12 @@ dropout masks and the batch are drawn once, which a Krylov method needs.
 
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 from typing import Any, Sequence
 
 import torch
 
+from .errors import user_stacklevel
 from .game import Game
 from .state import autograd_on, requires_grad_enabled
 
@@ -257,20 +256,8 @@ def _warn_if_uncoupled(game: Game, grads: Sequence[torch.Tensor]) -> None:
                 "losses closure detaches another player's output (as a GAN's discriminator step "
                 "usually does), remove the detach: each loss is differentiated only with respect "
                 "to its own player's parameters anyway.",
-                stacklevel=_user_stacklevel(),
+                stacklevel=user_stacklevel(),
             )
-
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` for a ``warnings.warn`` in the caller that names the user's line.
-
-    The first frame outside the specdiag package, however deep inside it the call is.
-    """
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _reaches(roots: list[Any], targets: set[int]) -> bool:

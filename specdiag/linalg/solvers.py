@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, user_stacklevel
 from .arpack import arpack_solve
 from .dense import assemble, dense_ritz
 from .krylov_schur import KrylovSchur, Ritz
@@ -297,6 +297,6 @@ def _warn_unconverged(result: EigResult, name: str) -> EigResult:
             f"({result.n_matvec} products{'; ' + '; '.join(result.notes) if result.notes else ''}); "
             "raise maxiter or max_matvecs, or loosen tol. The result reports which converged.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return result
