@@ -22,7 +22,7 @@ from .errors import GameDefinitionError, LossClosureError, NonFiniteError
 from .flat import ParameterLayout
 from .state import autograd_on, isolated_rng, preserved_module_state, requires_grad_enabled
 
-__all__ = ["Game", "RESERVED_NAMES", "unwrap_module"]
+__all__ = ["Game", "RESERVED_NAMES", "unwrap_module", "module_wrappers"]
 
 LossClosure = Callable[[Any], Mapping[str, torch.Tensor]]
 
@@ -30,15 +30,28 @@ LossClosure = Callable[[Any], Mapping[str, torch.Tensor]]
 RESERVED_NAMES = frozenset({"jacobian"})
 
 
+def _wrapped(module: nn.Module) -> nn.Module | None:
+    """The module one wrapper (DDP, DataParallel, ``torch.compile``) holds, or None."""
+    if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return module.module
+    inner = getattr(module, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) else None
+
+
+def module_wrappers(module: nn.Module) -> list[nn.Module]:
+    """The wrappers around a module, outermost first (empty for a plain module)."""
+    wrappers = []
+    while (inner := _wrapped(module)) is not None:
+        wrappers.append(module)
+        module = inner
+    return wrappers
+
+
 def unwrap_module(module: nn.Module) -> nn.Module:
     """The module under ``DistributedDataParallel``/``DataParallel`` and ``torch.compile``."""
-    while True:
-        if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            module = module.module
-        elif hasattr(module, "_orig_mod") and isinstance(module._orig_mod, nn.Module):
-            module = module._orig_mod
-        else:
-            return module
+    while (inner := _wrapped(module)) is not None:
+        module = inner
+    return module
 
 
 class Game:
@@ -106,6 +119,7 @@ class Game:
         self._params: dict[str, tuple[torch.Tensor, ...]] = {}
         owners: dict[int, str] = {}
         tracked: list[nn.Module] = []
+        wrappers: list[nn.Module] = []
         for name, spec in players.items():
             if not isinstance(name, str) or not name:
                 raise TypeError(f"player names must be non-empty strings, got {name!r}")
@@ -116,6 +130,7 @@ class Game:
             params, module = self._collect(name, spec)
             if module is not None:
                 tracked.append(module)
+                wrappers.extend(module_wrappers(spec))
             for p in params:
                 if id(p) in owners:
                     raise GameDefinitionError(
@@ -128,7 +143,9 @@ class Game:
             if not isinstance(m, nn.Module):
                 raise TypeError(f"modules must hold nn.Module objects, got {type(m).__name__}")
             tracked.append(unwrap_module(m))
+            wrappers.extend(module_wrappers(m))
         self._modules = tuple(tracked)
+        self._wrappers = tuple(wrappers)
         kinds = {
             name: sorted({f"{p.dtype} on {p.device}" for p in ps})
             for name, ps in self._params.items()
@@ -233,6 +250,13 @@ class Game:
     def modules(self) -> tuple[nn.Module, ...]:
         """Modules whose buffers and ``training`` flags operators preserve."""
         return self._modules
+
+    @property
+    def wrappers(self) -> tuple[nn.Module, ...]:
+        """The DDP, DataParallel and ``torch.compile`` wrappers around the players'
+        modules (and ``modules``), outermost first; a probe runs the losses closure
+        through their underlying modules (see :func:`specdiag.probe`)."""
+        return self._wrappers
 
     def _check_player(self, player: str) -> str:
         if player not in self._params:

@@ -1,0 +1,586 @@
+r"""One probe: the spectra of a game's operators at the current parameters.
+
+:func:`probe` evaluates the game's vector field once on a batch (one
+:class:`~specdiag.GameField`, graph kept), builds the game Jacobian and the players'
+Hessians on it, computes a few eigenvalues of each with the Krylov solvers, and
+returns a :class:`ProbeRecord`. It is what :class:`~specdiag.SpectrumMonitor` calls
+every so many training steps, and it is usable on its own.
+
+A probe is invisible to the training run around it:
+
+* parameters are never written (a parameter whose version counter moved during the
+  probe -- the losses closure changed it in place -- is reported);
+* ``.grad`` fields are set aside for the probe and put back as the same tensor
+  objects, so a pre-existing gradient stays bitwise equal and ``None`` stays ``None``;
+* buffers (BatchNorm running statistics, spectral-norm vectors), ``requires_grad``
+  and ``training`` flags are preserved by :meth:`Game.evaluation`;
+* the global random streams (CPU and the game's CUDA device) are forked: noise drawn
+  inside the losses closure comes from a stream seeded with ``seed``, so two probes of
+  the same weights give the same numbers, and training draws what it would have drawn;
+* autocast is off and the probe runs in the parameters' dtype;
+* models wrapped by ``DistributedDataParallel``, ``DataParallel`` or
+  ``torch.compile`` are run through their underlying modules (no collective
+  communication, no compilation, which cannot differentiate twice anyway).
+
+A probe never raises into the training loop because of the numbers: a NaN or Inf
+loss, gradient or product, an exception inside the losses closure, or a solve that
+stops before converging is recorded in the record (``status``, NaN eigenvalues or
+``converged`` flags, ``message``) with a :class:`~specdiag.ProbeWarning`, unless
+``on_error="raise"``. Mistakes in the arguments or in the game's definition (a loss
+missing for a player, a loss that is not a scalar) are bugs and always raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConvergenceWarning, LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
+from .game import Game, unwrap_module
+from .linalg import eigs, eigsh
+from .linalg.solvers import BACKENDS
+from .linalg.which import check_which
+from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
+from .trace import DEFAULT_SCALARS, STATUSES
+
+__all__ = [
+    "probe",
+    "ProbeRecord",
+    "OperatorRecord",
+    "spectrum_scalars",
+    "STATUSES",
+    "SCALARS",
+    "ON_ERROR",
+]
+
+#: Outcomes of an operator's solve, from best to worst, and the per-probe scalars of
+#: each kind of operator (see :func:`spectrum_scalars`): the trace format defines both.
+SCALARS = DEFAULT_SCALARS
+#: What a probe does on a failure: warn and record, record silently, or raise.
+ON_ERROR = ("warn", "ignore", "raise")
+DEFAULT_WHICH = {"jacobian": "LM", "hessian": "LA"}
+
+
+@dataclass(frozen=True, eq=False)
+class OperatorRecord:
+    r"""The eigenvalues of one operator at one probe.
+
+    Attributes
+    ----------
+    name : str
+        ``"jacobian"`` or a player's name (that player's Hessian).
+    kind : str
+        ``"jacobian"`` or ``"hessian"``.
+    which : str
+        The solver's ``which``.
+    eigenvalues : numpy.ndarray
+        ``complex128``, shape ``(m,)``, most wanted first: ``m = k``, or ``k + 1`` when
+        the k-th eigenvalue of the Jacobian is one of a complex-conjugate pair (pairs
+        are kept whole), or fewer when a product budget stopped the solve very early.
+        Hessian eigenvalues are real (zero imaginary parts). ``k`` NaNs on failure.
+    residuals : numpy.ndarray
+        ``float64``, shape ``(m,)``: residual norm of each eigenpair.
+    converged : numpy.ndarray
+        ``bool``, shape ``(m,)``: whether each eigenvalue met the tolerance.
+    n_matvec : int
+        Operator products used by the solve.
+    wall_time : float
+        Seconds for this operator's solve.
+    status : str
+        ``"ok"`` (all converged), ``"unconverged"`` (iteration limit reached),
+        ``"budget"`` (``max_matvecs`` reached before all converged), ``"nonfinite"``
+        (NaN or Inf in a loss, a gradient or a product), ``"error"`` (an exception in
+        the losses closure or the solver).
+    message : str
+        What went wrong (the exception's text) and the solver's notes; ``""`` if
+        nothing to say.
+    scalars : dict of str to float
+        Summary numbers of all the finite computed eigenvalues, converged or not
+        (``converged`` says which met the tolerance); see :func:`spectrum_scalars`.
+    """
+
+    name: str
+    kind: str
+    which: str
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    converged: np.ndarray
+    n_matvec: int
+    wall_time: float
+    status: str
+    message: str
+    scalars: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{v.real:.4g}{v.imag:+.4g}j" for v in self.eigenvalues[:4])
+        more = ", ..." if len(self.eigenvalues) > 4 else ""
+        return (
+            f"OperatorRecord({self.name!r}, status={self.status!r}, "
+            f"converged={int(self.converged.sum())}/{len(self.converged)}, "
+            f"n_matvec={self.n_matvec}, eigenvalues=[{vals}{more}])"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeRecord(Mapping):
+    """Everything one probe measured; a read-only mapping from operator names to
+    :class:`OperatorRecord`.
+
+    Attributes
+    ----------
+    step : int or None
+        The training step of the probe.
+    batch_index : int
+        Which probe batch (0 when one per probe).
+    seed : int or None
+        Seed of the random stream the losses closure drew from.
+    losses : dict of str to float
+        Each player's loss on the probe batch (NaN when the losses failed).
+    wall_time : float
+        Seconds for the whole probe, building the graph included.
+    build_time : float
+        Seconds to evaluate the losses and build the field's graph.
+    status : str
+        ``"ok"`` if every operator is ``"ok"``, else the first other status.
+    operators : dict of str to OperatorRecord
+        In the order they were probed.
+    message : str
+        Warnings that concern the probe as a whole (a parameter changed in place by
+        the losses closure); ``""`` otherwise.
+
+    Examples
+    --------
+    >>> rec = sd.probe(game, batch, k=10)                    # doctest: +SKIP
+    >>> rec["jacobian"].eigenvalues, rec["jacobian"].scalars["min_real"]   # doctest: +SKIP
+    """
+
+    step: int | None
+    batch_index: int
+    seed: int | None
+    losses: dict[str, float]
+    wall_time: float
+    build_time: float
+    status: str
+    operators: dict[str, OperatorRecord]
+    message: str = ""
+
+    def __getitem__(self, name: str) -> OperatorRecord:
+        try:
+            return self.operators[name]
+        except KeyError:
+            raise KeyError(
+                f"no operator {name!r} in this probe; it holds {list(self.operators)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.operators)
+
+    def __len__(self) -> int:
+        return len(self.operators)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def __repr__(self) -> str:
+        ops = ", ".join(f"{n}: {r.status}" for n, r in self.operators.items())
+        return (
+            f"ProbeRecord(step={self.step}, batch_index={self.batch_index}, status={self.status!r}, "
+            f"{ops}, wall_time={self.wall_time:.3g}s)"
+        )
+
+
+def spectrum_scalars(kind: str, eigenvalues: np.ndarray) -> dict[str, float]:
+    r"""Summary numbers of a set of computed eigenvalues.
+
+    Over the finite eigenvalues given (converged or not: the record's ``converged``
+    flags say which met the tolerance), NaN where there are none:
+
+    * ``"jacobian"``: ``min_real`` (:math:`\min \operatorname{Re}\lambda`, the least
+      contraction; negative means a locally unstable direction of gradient flow in the
+      descent convention), ``max_imag`` (:math:`\max |\operatorname{Im}\lambda|`, the
+      fastest rotation), ``max_imag_over_real`` (:math:`\max |\operatorname{Im}\lambda /
+      \operatorname{Re}\lambda|` over eigenvalues with :math:`\lambda \ne 0`; ``inf``
+      for a non-zero purely imaginary one: rotation without contraction) and
+      ``spectral_radius`` (:math:`\max |\lambda|`).
+    * ``"hessian"``: ``max`` and ``min`` of the (real) eigenvalues.
+
+    The solvers compute only the ``k`` most wanted eigenvalues (by ``which``), so these
+    are extremes of that set: ``min_real`` of the ``k`` largest-magnitude eigenvalues
+    is not the smallest real part of the whole spectrum (ask ``which="SR"`` for that).
+    """
+    values = np.asarray(eigenvalues, dtype=np.complex128)
+    values = values[np.isfinite(values)]
+    nan = float("nan")
+    if kind == "hessian":
+        real = values.real
+        return {"max": float(real.max()) if real.size else nan,
+                "min": float(real.min()) if real.size else nan}
+    if kind != "jacobian":
+        raise ValueError(f"kind must be 'jacobian' or 'hessian', got {kind!r}")
+    if not values.size:
+        return dict.fromkeys(SCALARS["jacobian"], nan)
+    nonzero = values[values != 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.abs(nonzero.imag / nonzero.real)
+    return {
+        "min_real": float(values.real.min()),
+        "max_imag": float(np.abs(values.imag).max()),
+        "max_imag_over_real": float(ratios.max()) if ratios.size else nan,
+        "spectral_radius": float(np.abs(values).max()),
+    }
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One operator to probe: name, kind, ``which``, order ``n`` and ``k <= n``."""
+
+    name: str
+    kind: str
+    which: str
+    n: int
+    k: int
+
+
+def plan_operators(
+    game: Game,
+    operators: Sequence[str] | None,
+    which: str | Mapping[str, str] | None,
+    k: int,
+) -> list[_Plan]:
+    """Check the operator names and ``which``; the solves a probe will run.
+
+    Used by :func:`probe` and by the monitor (to describe the trace's layout).
+    """
+    valid = ("jacobian", *game.player_names)
+    names = valid if operators is None else operators
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown operator(s) {unknown}; choose among {list(valid)} ('jacobian' for the "
+            "game Jacobian, a player's name for that player's Hessian)"
+        )
+    if not names:
+        raise ValueError(f"operators is empty; choose among {list(valid)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"operators lists a name twice: {list(names)}")
+    if isinstance(which, Mapping):
+        extra = [n for n in which if n not in names]
+        if extra:
+            raise ValueError(
+                f"which names operator(s) {extra} that are not probed; probed: {list(names)}"
+            )
+        chosen = dict(which)
+    elif which is None:
+        chosen = {}
+    elif isinstance(which, str):
+        chosen = {"jacobian": which}
+    else:
+        raise TypeError(
+            f"which must be a string (for the Jacobian) or a mapping {{operator: which}}, got "
+            f"{type(which).__name__}"
+        )
+    plans = []
+    for name in names:
+        kind = "jacobian" if name == "jacobian" else "hessian"
+        size = game.n if kind == "jacobian" else game.sizes[name]
+        w = check_which(chosen.get(name, DEFAULT_WHICH[kind]), symmetric=kind == "hessian")
+        plans.append(_Plan(name, kind, w, size, min(k, size)))
+    return plans
+
+
+def check_settings(
+    k: int, tol: float, ncv: int | None, maxiter: int | None, max_matvecs: int | None,
+    seed: int | None, on_error: str, backend: str,
+) -> None:
+    """Raise ``ValueError`` for settings that would fail every probe.
+
+    Used by :func:`probe` and by the monitor (so that they fail before training).
+    """
+    def positive(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+    problems = []
+    if not positive(k):
+        problems.append(f"k must be a positive integer, got {k!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not np.isfinite(tol) or tol < 0:
+        problems.append(f"tol must be a finite number >= 0, got {tol!r}")
+    if ncv is not None and positive(k) and not (positive(ncv) and ncv >= k + 2):
+        problems.append(f"ncv must be an integer >= k + 2 = {k + 2}, got {ncv!r}")
+    for name, value in (("maxiter", maxiter), ("max_matvecs", max_matvecs)):
+        if value is not None and not positive(value):
+            problems.append(f"{name} must be a positive integer or None, got {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        problems.append(f"seed must be an integer >= 0 or None, got {seed!r}")
+    if on_error not in ON_ERROR:
+        problems.append(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if backend not in BACKENDS:
+        problems.append(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def probe(
+    game: Game,
+    batch: Any = None,
+    *,
+    k: int = 10,
+    operators: Sequence[str] | None = None,
+    which: str | Mapping[str, str] | None = None,
+    tol: float = 1e-3,
+    ncv: int | None = None,
+    maxiter: int | None = None,
+    max_matvecs: int | None = None,
+    seed: int | None = 0,
+    on_error: str = "warn",
+    step: int | None = None,
+    batch_index: int = 0,
+    backend: str = "krylov-schur",
+) -> ProbeRecord:
+    r"""Probe the spectra of a game's operators at the current parameters.
+
+    Evaluates the losses once on ``batch`` (one :class:`~specdiag.GameField`), then
+    computes ``k`` eigenvalues of each operator on that graph: the game Jacobian with
+    :func:`~specdiag.eigs` (through the cheaper product :math:`J^\top u`) and the
+    players' Hessians with :func:`~specdiag.eigsh`. The models are left exactly as they
+    were (see the module's documentation).
+
+    Parameters
+    ----------
+    game : Game
+    batch : object
+        Passed to the losses closure once.
+    k : int
+        Eigenvalues per operator (at most the operator's order: fewer for a smaller
+        operator).
+    operators : sequence of str, optional
+        ``"jacobian"`` and/or player names (their Hessians). Default: the Jacobian and
+        every player's Hessian.
+    which : str or mapping, optional
+        A string applies to the Jacobian; a mapping ``{operator: which}`` sets any.
+        Defaults: ``"LM"`` for the Jacobian, ``"LA"`` for Hessians.
+    tol, ncv, maxiter, backend
+        Passed to the solvers (see :func:`~specdiag.eigs`).
+    max_matvecs : int, optional
+        Product budget of *each* operator's solve, so that a probe cannot stall
+        training. A solve stopped there before converging has status ``"budget"``.
+    seed : int or None
+        Seeds the (forked) random stream the losses closure draws its noise from, and
+        the solvers' start vectors: the same seed on the same weights gives the same
+        eigenvalues. ``None``: the closure draws what the training run would draw next
+        (without consuming it).
+    on_error : {"warn", "ignore", "raise"}
+        A failure (NaN/Inf, an exception in the closure or the solver) or an
+        unconverged solve is recorded in the returned record; ``"warn"`` also issues a
+        :class:`~specdiag.ProbeWarning`, ``"ignore"`` does not, ``"raise"`` re-raises
+        a failure's exception (after restoring the models) and warns on unconverged
+        solves.
+    step, batch_index : int
+        Stored in the record.
+
+    Returns
+    -------
+    ProbeRecord
+        A mapping from operator names to :class:`OperatorRecord`.
+
+    Raises
+    ------
+    ValueError
+        An unknown operator name, a bad ``which`` or solver setting.
+    GameDefinitionError, TypeError
+        The losses closure returned something that is not one scalar loss per player.
+
+    Examples
+    --------
+    >>> from specdiag import toys
+    >>> toy = toys.dirac_gan(loss="standard", r1=0.3)
+    >>> rec = probe(toy.game, k=2)
+    >>> round(rec["jacobian"].scalars["min_real"], 6)
+    0.15
+    """
+    check_settings(k, tol, ncv, maxiter, max_matvecs, seed, on_error, backend)
+    plans = plan_operators(game, operators, which, int(k))
+    start = time.perf_counter()
+    problems: list[str] = []
+    records: dict[str, OperatorRecord] = {}
+    losses = dict.fromkeys(game.player_names, float("nan"))
+    build_time = 0.0
+    with _untouched(game) as moved:
+        try:
+            field_ = GameField(game, batch, seed=seed)
+        except (NonFiniteError, LossClosureError) as exc:
+            if on_error == "raise":
+                raise
+            build_time = time.perf_counter() - start
+            status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
+            message = _describe(exc)
+            records = {p.name: _failed(p, status, message, 0, 0.0) for p in plans}
+            problems.append(f"the losses failed ({status}): {message}")
+        else:
+            build_time = time.perf_counter() - start
+            losses = dict(field_.losses)
+            for plan in plans:
+                records[plan.name] = _solve(
+                    field_, plan, tol=tol, ncv=ncv, maxiter=maxiter, max_matvecs=max_matvecs,
+                    seed=seed, backend=backend, on_error=on_error,
+                )
+            del field_
+            problems.extend(
+                f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
+                for r in records.values() if r.status != "ok"
+            )
+    message = ""
+    if moved:
+        message = (
+            f"the losses closure changed parameter(s) in place ({', '.join(moved)}); a probe "
+            "cannot undo that: compute the losses without modifying the parameters"
+        )
+        problems.append(message)
+    status = next((r.status for r in records.values() if r.status != "ok"), "ok")
+    record = ProbeRecord(
+        step=None if step is None else int(step), batch_index=int(batch_index),
+        seed=None if seed is None else int(seed), losses=losses,
+        wall_time=time.perf_counter() - start, build_time=build_time, status=status,
+        operators=records, message=message,
+    )
+    if problems and on_error != "ignore":
+        where = "probe" if step is None else f"probe at step {step}"
+        if batch_index:
+            where += f" (batch {batch_index})"
+        warnings.warn(
+            f"specdiag {where}: " + "; ".join(problems), ProbeWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return record
+
+
+def _solve(
+    field_: GameField, plan: _Plan, *, tol: float, ncv: int | None, maxiter: int | None,
+    max_matvecs: int | None, seed: int | None, backend: str, on_error: str,
+) -> OperatorRecord:
+    """One operator's solve on the probe's field, failures recorded."""
+    op: LinearOperator
+    if plan.kind == "jacobian":
+        op, solver = GameJacobian.from_field(field_), eigs
+    else:
+        op, solver = PlayerHessian.from_field(field_, plan.name), eigsh
+    generator = torch.Generator(device=op.device).manual_seed(0 if seed is None else int(seed))
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            result = solver(
+                op, k=plan.k, which=plan.which, tol=tol, ncv=ncv, maxiter=maxiter,
+                generator=generator, max_matvecs=max_matvecs, backend=backend,
+            )
+    except Exception as exc:  # recorded, not raised: a probe must not stop training
+        if on_error == "raise":
+            raise
+        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
+        return _failed(plan, status, _describe(exc), op.n_products, time.perf_counter() - start)
+    eigenvalues = result.eigenvalues.numpy().astype(np.complex128)
+    converged = result.converged.numpy().astype(bool)
+    notes = list(result.notes)
+    if converged.all():
+        status = "ok"
+    else:
+        budget = max_matvecs is not None and result.n_matvec >= max_matvecs
+        status = "budget" if budget else "unconverged"
+        notes.insert(0, f"{int(converged.sum())} of {len(converged)} eigenvalues converged")
+    return OperatorRecord(
+        name=plan.name, kind=plan.kind, which=plan.which, eigenvalues=eigenvalues,
+        residuals=result.residuals.numpy().astype(np.float64), converged=converged,
+        n_matvec=int(result.n_matvec), wall_time=time.perf_counter() - start, status=status,
+        message="; ".join(notes), scalars=spectrum_scalars(plan.kind, eigenvalues),
+    )
+
+
+def _failed(plan: _Plan, status: str, message: str, n_matvec: int, wall_time: float) -> OperatorRecord:
+    return OperatorRecord(
+        name=plan.name, kind=plan.kind, which=plan.which,
+        eigenvalues=np.full(plan.k, complex("nan+nanj"), dtype=np.complex128),
+        residuals=np.full(plan.k, np.nan), converged=np.zeros(plan.k, dtype=bool),
+        n_matvec=int(n_matvec), wall_time=wall_time, status=status, message=message,
+        scalars=spectrum_scalars(plan.kind, np.empty(0, dtype=np.complex128)),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def _untouched(game: Game) -> Iterator[list[str]]:
+    """Set the ``.grad`` fields aside, fork the random streams, run wrapped models
+    through their underlying modules; put everything back on exit.
+
+    Yields a list that, on exit, holds the names of parameters whose version counter
+    moved (changed in place during the block).
+    """
+    params = game.parameters()
+    versions = [p._version for p in params]
+    grads = [(p, p.grad) for p in params if p.is_leaf]
+    for p, _ in grads:
+        p.grad = None
+    moved: list[str] = []
+    devices = [game.device] if game.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), _eager(game.wrappers):
+            yield moved
+    finally:
+        for p, g in grads:
+            p.grad = g
+        moved.extend(
+            _parameter_name(game, i) for i, (p, v) in enumerate(zip(params, versions))
+            if p._version != v
+        )
+
+
+def _parameter_name(game: Game, index: int) -> str:
+    for player in game.player_names:
+        positions = game.player_tensors(player)
+        if index in positions:
+            return f"{player}[{index - positions.start}]"
+    return str(index)
+
+
+@contextlib.contextmanager
+def _eager(wrappers: Sequence[nn.Module]) -> Iterator[None]:
+    """Make DDP, DataParallel and ``torch.compile`` wrappers call their underlying
+    module directly, and compiled functions run eagerly, for the block.
+
+    A DDP forward would synchronise buffers and prepare gradient reduction (collectives
+    that only the probing rank would join); a compiled module cannot be differentiated
+    twice. The probe needs neither.
+    """
+    missing = object()
+    saved = [(w, w.__dict__.get("forward", missing)) for w in wrappers]
+    for w, _ in saved:
+        w.__dict__["forward"] = unwrap_module(w)
+    # Nothing is compiled unless torch.compile imported dynamo (importing it takes a second).
+    compiled = "torch._dynamo" in sys.modules and hasattr(torch.compiler, "set_stance")
+    try:
+        with torch.compiler.set_stance("force_eager") if compiled else contextlib.nullcontext():
+            yield
+    finally:
+        for w, forward in reversed(saved):
+            if forward is missing:
+                del w.__dict__["forward"]
+            else:
+                w.__dict__["forward"] = forward
