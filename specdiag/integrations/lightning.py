@@ -1,0 +1,126 @@
+"""Lightning 2.x: probe the game's spectrum while ``Trainer.fit`` runs.
+
+:class:`SpectrumCallback` builds a :class:`~specdiag.SpectrumMonitor` when fitting
+starts, passes it every completed training batch, and closes it when fitting ends or
+fails. It is written for GANs trained with manual optimisation
+(``self.automatic_optimization = False`` and one optimiser per player), and works with
+any LightningModule whose game you can build.
+
+Works with ``lightning.pytorch`` (the ``lightning`` package) and, when that is not
+installed, with the standalone ``pytorch_lightning`` package.
+
+Step convention: the step given to the monitor is the 0-based index of the training
+batch just completed, counted over the whole run (epochs included), the same number as
+``step`` in ``for step, batch in enumerate(loader)``. It is read from
+``trainer.fit_loop.total_batch_idx``, which Lightning saves in its checkpoints, so a
+resumed run continues the count. It is *not* ``trainer.global_step``: with manual
+optimisation that counts optimiser steps, twice per batch in a GAN with two optimisers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..game import Game
+from ..monitor import SpectrumMonitor
+
+try:
+    from lightning.pytorch import Callback, LightningModule, Trainer
+except ImportError:  # the standalone package of Lightning 2.x
+    from pytorch_lightning import Callback, LightningModule, Trainer
+
+__all__ = ["SpectrumCallback"]
+
+
+class SpectrumCallback(Callback):
+    """A Lightning callback that runs a :class:`~specdiag.SpectrumMonitor` during fit.
+
+    Parameters
+    ----------
+    game_fn : callable
+        ``game_fn(pl_module) -> Game``: how to build the game from the LightningModule,
+        e.g. ``lambda m: sd.Game({"generator": m.G, "discriminator": m.D}, m.game_losses)``.
+        Called in ``on_fit_start``, after the model has been moved to its device.
+    path : str or os.PathLike
+        The trace file, passed to the monitor.
+    batch_fn : callable, optional
+        ``batch_fn(batch) -> game batch``: turns the training batch Lightning passes to
+        ``on_train_batch_end`` into the batch the game's loss closure takes. Called
+        only when a probe is due. Default: the training batch as it is.
+    **monitor_kwargs
+        Passed to :class:`~specdiag.SpectrumMonitor` (``every``, ``k``, ``operators``,
+        ``probe_batch``, ``resume``, ...). ``every`` counts training batches.
+
+    Attributes
+    ----------
+    monitor : SpectrumMonitor or None
+        The running monitor; ``None`` before fitting starts and on processes other
+        than global rank 0. It stays readable after fitting (closed), e.g. ``monitor.last``.
+
+    Notes
+    -----
+    * The monitor exists only on global rank 0 (``trainer.is_global_zero``); other
+      ranks do nothing. The probe reads the model through the game, whose players are
+      unwrapped from DDP, so no collective operation runs during a probe.
+    * Step: ``trainer.fit_loop.total_batch_idx`` at ``on_train_batch_end``, the
+      0-based index of the batch over the whole run; a run resumed from a checkpoint
+      continues it, and the monitor (``resume=True`` by default) appends to the trace,
+      replacing probes at or after the resumed step.
+    * The monitor is closed in ``on_fit_end``, ``on_exception`` and ``teardown``;
+      closing is idempotent. A new ``fit`` builds a new monitor on the same file.
+    """
+
+    def __init__(
+        self,
+        game_fn: Callable[[LightningModule], Game],
+        path: Any,
+        *,
+        batch_fn: Callable[[Any], Any] | None = None,
+        **monitor_kwargs: Any,
+    ) -> None:
+        if not callable(game_fn):
+            raise TypeError(
+                "game_fn must be a callable game_fn(pl_module) -> specdiag.Game, "
+                f"got {type(game_fn).__name__}"
+            )
+        if batch_fn is not None and not callable(batch_fn):
+            raise TypeError(f"batch_fn must be callable or None, got {type(batch_fn).__name__}")
+        self.game_fn = game_fn
+        self.path = path
+        self.batch_fn = batch_fn
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: SpectrumMonitor | None = None
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._close()
+        if not trainer.is_global_zero:
+            self.monitor = None
+            return
+        game = self.game_fn(pl_module)
+        if not isinstance(game, Game):
+            raise TypeError(
+                f"game_fn must return a specdiag.Game, got {type(game).__name__}"
+            )
+        self.monitor = SpectrumMonitor(game, self.path, **self.monitor_kwargs)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.monitor is None:
+            return
+        step = trainer.fit_loop.total_batch_idx
+        if self.monitor.due(step):
+            self.monitor.step(step, batch if self.batch_fn is None else self.batch_fn(batch))
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._close()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
