@@ -265,10 +265,12 @@ def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, comma
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
+def write_section(path: Path, text: str, start: str = START, end: str = END) -> None:
+    """Replace the section between the ``start`` and ``end`` markers (``text`` holds
+    both) in a Markdown file, or append it."""
     old = path.read_text() if path.exists() else ""
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END) :]
+    if start in old and end in old:
+        new = old[: old.index(start)] + text + old[old.index(end) + len(end) :]
     else:
         new = old.rstrip() + ("\n\n" if old else "") + text + "\n"
     path.write_text(new)

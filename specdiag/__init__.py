@@ -12,12 +12,18 @@ from .errors import (
     GameDefinitionError,
     LossClosureError,
     NonFiniteError,
+    ProbeWarning,
     SpecdiagError,
+    TraceError,
 )
-from . import toys
+from . import schedules, toys
 from .game import Game
 from .linalg import EigResult, MatrixOperator, eigs, eigsh
+from .monitor import SpectrumMonitor
 from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
+from .probe import OperatorRecord, ProbeRecord, probe  # binds the function, not the module
+from .schedules import AtSteps, Every, LogSpaced
+from .trace import Trace, open_trace
 
 #: Every eigenvalue specdiag reports uses this sign convention.
 CONVENTION = "descent"
@@ -34,9 +40,20 @@ __all__ = [
     "eigs",
     "eigsh",
     "EigResult",
+    "probe",
+    "ProbeRecord",
+    "OperatorRecord",
+    "SpectrumMonitor",
+    "Every",
+    "AtSteps",
+    "LogSpaced",
+    "open_trace",
+    "Trace",
     "SpecdiagError",
     "GameDefinitionError",
     "LossClosureError",
     "NonFiniteError",
+    "TraceError",
     "ConvergenceWarning",
+    "ProbeWarning",
 ]
