@@ -135,3 +135,17 @@ def sorted_by(values: np.ndarray, which: str) -> np.ndarray:
     from specdiag.linalg.which import wanted_order
 
     return values[wanted_order(values, which)]
+
+
+def assert_same(before: dict, after: dict) -> None:
+    """Two state snapshots (name -> tensor, list of tensors or value) are bitwise equal."""
+    assert before.keys() == after.keys()
+    for key, old in before.items():
+        new = after[key]
+        if isinstance(old, torch.Tensor):
+            assert old.dtype == new.dtype and old.shape == new.shape, key
+            assert torch.equal(old.reshape(-1).view(torch.uint8), new.reshape(-1).view(torch.uint8)), key
+        elif isinstance(old, list):
+            assert all(torch.equal(a, b) for a, b in zip(old, new)), key
+        else:
+            assert old == new, key

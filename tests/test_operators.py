@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import specdiag as sd
-from games import SmallGame, gan_game, mlp, three_player_game
+from games import SmallGame, assert_same, gan_game, mlp, three_player_game
 
 F64 = torch.float64
 GAN_LOSSES = ["nonsaturating", "minimax", "wgan"]
@@ -344,17 +344,6 @@ def snapshot(modules: list[nn.Module]) -> dict:
             out[i, name, "version"] = b._version
     out["rng"] = torch.get_rng_state()
     return out
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before.keys() == after.keys()
-    for key, old in before.items():
-        new = after[key]
-        if isinstance(old, torch.Tensor):
-            assert old.dtype == new.dtype and old.shape == new.shape, key
-            assert torch.equal(old.view(-1).view(torch.uint8), new.view(-1).view(torch.uint8)), key
-        else:
-            assert old == new, key
 
 
 def stateful_gan(kind: str):

@@ -16,19 +16,9 @@ import specdiag as sd
 from specdiag import toys
 from specdiag.errors import ProbeWarning
 from specdiag.probe import ProbeRecord, probe, spectrum_scalars
+from games import assert_same, mlp
 
 F64 = torch.float64
-
-
-def mlp(sizes: list[int], *, batchnorm: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            if batchnorm:
-                layers.append(nn.BatchNorm1d(b))
-            layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
 
 
 def small_gan(*, spectral_norm: bool = False, seed: int = 0, wrap=None):
@@ -86,19 +76,6 @@ def snapshot(modules) -> dict:
     if torch.cuda.is_available():
         out["cuda rng"] = torch.cuda.get_rng_state_all()
     return out
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before.keys() == after.keys()
-    for key, old in before.items():
-        new = after[key]
-        if isinstance(old, torch.Tensor):
-            assert old.dtype == new.dtype and old.shape == new.shape, key
-            assert torch.equal(old.reshape(-1).view(torch.uint8), new.reshape(-1).view(torch.uint8)), key
-        elif isinstance(old, list):
-            assert all(torch.equal(a, b) for a, b in zip(old, new)), key
-        else:
-            assert old == new, key
 
 
 def quiet_probe(*args, **kwargs) -> ProbeRecord:
