@@ -91,6 +91,9 @@ class SpectrumMonitor:
         Append to an existing trace of the same layout, replacing its probes at or after
         the first step probed now (as after a restart from a checkpoint); ``False``
         starts a new trace.
+    resume_step : int, optional
+        With ``resume``: the step training restarts from (a checkpoint's). Probes at or
+        after it are removed from the trace at once, rather than at the first new probe.
     swmr : bool
         Keep the file open in HDF5's single-writer/multiple-reader mode so that
         ``open_trace(path, swmr=True)`` can follow the run live. Default: the file is
@@ -142,6 +145,7 @@ class SpectrumMonitor:
         on_error: str = "warn",
         summary_writer: Any = None,
         resume: bool = True,
+        resume_step: int | None = None,
         swmr: bool = False,
         locking: bool | None = None,
         backend: str = "krylov-schur",
@@ -176,7 +180,7 @@ class SpectrumMonitor:
             self.path,
             operators={p.name: {"kind": p.kind, "which": p.which, "n": p.n} for p in plans},
             players=game.sizes, width=int(k) + 1, config=config, resume=resume, swmr=swmr,
-            locking=locking, versions={"torch": torch.__version__},
+            locking=locking, versions={"torch": torch.__version__}, resume_step=resume_step,
         )
         self._closed = False
 

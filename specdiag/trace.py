@@ -300,8 +300,8 @@ class TraceWriter:
         If the file exists, append to it: its layout (operators, their kind, ``which``,
         size and scalars, the players' parameter counts, the width) must equal this
         writer's, else :class:`~specdiag.errors.TraceError`. The first record written
-        removes every row whose step is at or after the record's step. ``False``
-        replaces the file by a new trace.
+        removes every row whose step is at or after the record's step (or, with
+        ``resume_step``, opening does). ``False`` replaces the file by a new trace.
     swmr : bool
         Keep the file open in HDF5's single-writer/multiple-reader mode so readers can
         follow it live (``open_trace(path, swmr=True)``). Only a trace created with
@@ -314,6 +314,10 @@ class TraceWriter:
     versions : mapping, optional
         Library versions to record (e.g. torch's); python, numpy, h5py and HDF5 are
         always recorded.
+    resume_step : int, optional
+        The step a resumed run restarts from: rows at or after it are removed when the
+        file is opened, so a run that stops again before its first probe leaves no
+        stale probes of the abandoned run behind.
 
     Raises
     ------
@@ -328,7 +332,8 @@ class TraceWriter:
                  players: Mapping[str, int], width: int, config: Optional[Mapping] = None,
                  resume: bool = True, swmr: bool = False, locking: Optional[bool] = None,
                  specdiag_version: str = __version__,
-                 versions: Optional[Mapping[str, str]] = None) -> None:
+                 versions: Optional[Mapping[str, str]] = None,
+                 resume_step: Optional[int] = None) -> None:
         self.path = os.fspath(path)
         if int(width) < 1:
             raise ValueError(f"width must be at least 1, got {width}")
@@ -354,6 +359,9 @@ class TraceWriter:
             f = self._create(libver)
         try:
             f.attrs.update(attrs)
+            if resume_step is not None:   # the run restarts here: later rows are stale now
+                self._purge(f, self._rows(f), int(resume_step))
+                self._purge_pending = False
             if self.swmr:
                 self._file = f
                 if self._rows(f) == 0:   # nothing to purge: readers may follow at once

@@ -204,6 +204,28 @@ def test_lightning_rerun_from_an_earlier_checkpoint_replaces_later_probes(tmp_pa
     assert_probed_batches(batches.seen, data, steps=[8])
 
 
+def test_lightning_resume_removes_stale_probes_before_the_first_new_one(tmp_path) -> None:
+    """Resumed after epoch 1 (batch 6), the run fails at once: probe 8 of the
+    abandoned run must not stay in the trace."""
+    path, ckpt = tmp_path / "run.h5", tmp_path / "epoch1.ckpt"
+
+    class SaveAfterFirstEpoch(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 0:
+                trainer.save_checkpoint(ckpt)
+
+    module = LitGAN()
+    data = real_data(module.gan)
+    callback, _ = lightning_callback(path, module.gan.latent)
+    lightning_trainer(callbacks=[callback, SaveAfterFirstEpoch()]).fit(module, loader(data))
+    assert_closed_trace(path, steps=[0, 4, 8])
+
+    callback, _ = lightning_callback(path, module.gan.latent)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        lightning_trainer(callbacks=[callback]).fit(LitGAN(fail_at=PER_EPOCH), loader(data), ckpt_path=ckpt)
+    assert_closed_trace(path, steps=[0, 4])
+
+
 def test_lightning_closes_the_monitor_when_training_fails(tmp_path) -> None:
     path = tmp_path / "run.h5"
     module = LitGAN(fail_at=6)

@@ -265,6 +265,18 @@ def test_resume_purge_keeps_earlier_rows_out_of_order(tmp_path):
     np.testing.assert_allclose(tr.losses()["generator"], [0.7, 10.7, 20.7])
 
 
+def test_resume_step_purges_when_the_file_is_opened(tmp_path):
+    """A run resumed at step 20 that stops before probing leaves no stale probes."""
+    path = tmp_path / "run.h5"
+    write_steps(path, [0, 10, 20, 30])
+    writer(path, resume_step=20).close()
+    np.testing.assert_array_equal(open_trace(path).probe_steps(), [0, 10])
+    with writer(path, resume_step=15) as w:      # the first write no longer purges again
+        w.write(probe_record(30))
+        w.write(probe_record(20))
+    np.testing.assert_array_equal(open_trace(path).probe_steps(), [0, 10, 30, 20])
+
+
 @pytest.mark.parametrize("change, detail", [
     ({"width": WIDTH + 2}, "width"),
     ({"players": {"generator": 2, "discriminator": 4}}, "parameter counts"),

@@ -64,8 +64,9 @@ class SpectrumCallback(Callback):
       unwrapped from DDP, so no collective operation runs during a probe.
     * Step: ``trainer.fit_loop.total_batch_idx`` at ``on_train_batch_end``, the
       0-based index of the batch over the whole run; a run resumed from a checkpoint
-      continues it, and the monitor (``resume=True`` by default) appends to the trace,
-      replacing probes at or after the resumed step.
+      continues it, and the monitor (``resume=True`` by default, created in
+      ``on_train_start`` once Lightning has restored the checkpoint) appends to the
+      trace, removing at once the probes at or after the step it resumes from.
     * The monitor is closed in ``on_fit_end``, ``on_exception`` and ``teardown``;
       closing is idempotent. A new ``fit`` builds a new monitor on the same file.
     """
@@ -90,18 +91,28 @@ class SpectrumCallback(Callback):
         self.batch_fn = batch_fn
         self.monitor_kwargs = monitor_kwargs
         self.monitor: SpectrumMonitor | None = None
+        self._game: Game | None = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close()
+        self.monitor = self._game = None
         if not trainer.is_global_zero:
-            self.monitor = None
             return
         game = self.game_fn(pl_module)
         if not isinstance(game, Game):
             raise TypeError(
                 f"game_fn must return a specdiag.Game, got {type(game).__name__}"
             )
-        self.monitor = SpectrumMonitor(game, self.path, **self.monitor_kwargs)
+        self._game = game
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning restores a checkpoint's loop state after on_fit_start: only now does
+        # the batch counter say where a resumed run restarts.
+        if self._game is None:
+            return
+        kwargs = dict(self.monitor_kwargs)
+        kwargs.setdefault("resume_step", trainer.fit_loop.total_batch_idx + 1)
+        self.monitor = SpectrumMonitor(self._game, self.path, **kwargs)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
