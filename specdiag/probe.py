@@ -62,8 +62,8 @@ __all__ = [
     "ON_ERROR",
 ]
 
-#: Outcomes of an operator's solve, from best to worst, and the per-probe scalars of
-#: each kind of operator (see :func:`spectrum_scalars`): the trace format defines both.
+#: The per-probe scalars of each kind of operator (see :func:`spectrum_scalars`). The
+#: trace format defines them, and the statuses (``STATUSES``, best to worst).
 SCALARS = DEFAULT_SCALARS
 #: What a probe does on a failure: warn and record, record silently, or raise.
 ON_ERROR = ("warn", "ignore", "raise")
