@@ -149,3 +149,27 @@ def assert_same(before: dict, after: dict) -> None:
             assert all(torch.equal(a, b) for a, b in zip(old, new)), key
         else:
             assert old == new, key
+
+
+def snapshot(modules: list[nn.Module]) -> dict:
+    """Everything a probe must leave as it was: values bitwise, identities, flags."""
+    out = {}
+    for i, root in enumerate(modules):
+        for name, m in root.named_modules():
+            out[i, name, "training"] = m.training
+        for name, p in root.named_parameters():
+            out[i, name] = p.detach().clone()
+            out[i, name, "id"] = id(p)
+            out[i, name, "dtype"] = p.dtype
+            out[i, name, "version"] = p._version
+            out[i, name, "requires_grad"] = p.requires_grad
+            out[i, name, "grad"] = None if p.grad is None else p.grad.clone()
+            out[i, name, "grad id"] = id(p.grad)
+        for name, b in root.named_buffers():
+            out[i, name] = b.clone()
+            out[i, name, "id"] = id(b)
+            out[i, name, "version"] = b._version
+    out["cpu rng"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        out["cuda rng"] = torch.cuda.get_rng_state_all()
+    return out

@@ -125,6 +125,17 @@ class LitGAN(L.LightningModule):
                 torch.optim.SGD(self.discriminator.parameters(), lr=0.01))
 
 
+class SaveAfterFirstEpoch(L.Callback):
+    """Writes a checkpoint at the end of the first epoch."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            trainer.save_checkpoint(self.path)
+
+
 def lightning_trainer(max_epochs: int = EPOCHS, callbacks=()) -> L.Trainer:
     return L.Trainer(
         max_epochs=max_epochs, callbacks=list(callbacks), enable_progress_bar=False,
@@ -187,15 +198,10 @@ def test_lightning_resumed_run_continues_the_batch_count(tmp_path) -> None:
 def test_lightning_rerun_from_an_earlier_checkpoint_replaces_later_probes(tmp_path) -> None:
     path, ckpt = tmp_path / "run.h5", tmp_path / "epoch1.ckpt"
 
-    class SaveAfterFirstEpoch(L.Callback):
-        def on_train_epoch_end(self, trainer, pl_module):
-            if trainer.current_epoch == 0:
-                trainer.save_checkpoint(ckpt)
-
     module = LitGAN()
     data = real_data(module.gan)
     callback, _ = lightning_callback(path, module.gan.latent)
-    lightning_trainer(callbacks=[callback, SaveAfterFirstEpoch()]).fit(module, loader(data))
+    lightning_trainer(callbacks=[callback, SaveAfterFirstEpoch(ckpt)]).fit(module, loader(data))
     assert_closed_trace(path)
 
     callback, batches = lightning_callback(path, module.gan.latent)
@@ -209,15 +215,10 @@ def test_lightning_resume_removes_stale_probes_before_the_first_new_one(tmp_path
     abandoned run must not stay in the trace."""
     path, ckpt = tmp_path / "run.h5", tmp_path / "epoch1.ckpt"
 
-    class SaveAfterFirstEpoch(L.Callback):
-        def on_train_epoch_end(self, trainer, pl_module):
-            if trainer.current_epoch == 0:
-                trainer.save_checkpoint(ckpt)
-
     module = LitGAN()
     data = real_data(module.gan)
     callback, _ = lightning_callback(path, module.gan.latent)
-    lightning_trainer(callbacks=[callback, SaveAfterFirstEpoch()]).fit(module, loader(data))
+    lightning_trainer(callbacks=[callback, SaveAfterFirstEpoch(ckpt)]).fit(module, loader(data))
     assert_closed_trace(path, steps=[0, 4, 8])
 
     callback, _ = lightning_callback(path, module.gan.latent)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import specdiag as sd
-from games import SmallGame, assert_same, gan_game, mlp, three_player_game
+from games import SmallGame, assert_same, gan_game, mlp, snapshot, three_player_game
 
 F64 = torch.float64
 GAN_LOSSES = ["nonsaturating", "minimax", "wgan"]
@@ -325,27 +325,6 @@ def test_wrapped_players_are_read_through_the_underlying_module(wrap):
 
 
 # ---------------------------------------------------------------------- no side effects
-def snapshot(modules: list[nn.Module]) -> dict:
-    """Everything a probe must leave as it was, by value (bitwise) and by identity."""
-    out = {}
-    for i, root in enumerate(modules):
-        for name, m in root.named_modules():
-            out[i, name, "training"] = m.training
-        for name, p in root.named_parameters():
-            out[i, name] = p.detach().clone()
-            out[i, name, "id"] = id(p)
-            out[i, name, "requires_grad"] = p.requires_grad
-            out[i, name, "grad"] = None if p.grad is None else p.grad.clone()
-            out[i, name, "grad id"] = id(p.grad)
-            out[i, name, "version"] = p._version
-        for name, b in root.named_buffers():
-            out[i, name] = b.clone()
-            out[i, name, "id"] = id(b)
-            out[i, name, "version"] = b._version
-    out["rng"] = torch.get_rng_state()
-    return out
-
-
 def stateful_gan(kind: str):
     """A GAN with state a probe could disturb; ``kind`` picks the extra hazard."""
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ import specdiag as sd
 from specdiag import toys
 from specdiag.errors import ProbeWarning
 from specdiag.probe import ProbeRecord, probe, spectrum_scalars
-from games import assert_same, mlp
+from games import assert_same, mlp, snapshot
 
 F64 = torch.float64
 
@@ -52,30 +52,6 @@ def small_gan(*, spectral_norm: bool = False, seed: int = 0, wrap=None):
         return {"generator": F.softplus(-d_fake).mean(), "discriminator": l_d}
 
     return sd.Game({"generator": Gw, "discriminator": Dw}, losses), G, D
-
-
-def snapshot(modules) -> dict:
-    """Everything a probe must leave as it was: values bitwise, identities, flags."""
-    out = {}
-    for i, root in enumerate(modules):
-        for name, m in root.named_modules():
-            out[i, name, "training"] = m.training
-        for name, p in root.named_parameters():
-            out[i, name] = p.detach().clone()
-            out[i, name, "id"] = id(p)
-            out[i, name, "dtype"] = p.dtype
-            out[i, name, "version"] = p._version
-            out[i, name, "requires_grad"] = p.requires_grad
-            out[i, name, "grad"] = None if p.grad is None else p.grad.clone()
-            out[i, name, "grad id"] = id(p.grad)
-        for name, b in root.named_buffers():
-            out[i, name] = b.clone()
-            out[i, name, "id"] = id(b)
-            out[i, name, "version"] = b._version
-    out["cpu rng"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        out["cuda rng"] = torch.cuda.get_rng_state_all()
-    return out
 
 
 def quiet_probe(*args, **kwargs) -> ProbeRecord:
