@@ -28,7 +28,7 @@ import torch
 
 from .errors import ProbeWarning, TraceError, user_stacklevel
 from .game import Game
-from .probe import ProbeRecord, check_settings, plan_operators, probe
+from .probing import ProbeRecord, check_settings, plan_operators, probe
 from .schedules import Schedule, as_schedule, schedule_config
 from .trace import TraceWriter
 

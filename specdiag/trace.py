@@ -531,7 +531,7 @@ class TraceWriter:
         return kept
 
     def write(self, record: Any) -> None:
-        """Append one probe record (a :class:`~specdiag.probe.ProbeRecord` or any object
+        """Append one probe record (a :class:`~specdiag.ProbeRecord` or any object
         with the same attributes holding numpy values).
 
         The first record a writer writes removes the rows at or after its step.

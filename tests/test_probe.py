@@ -15,7 +15,7 @@ from torch.nn import functional as F
 import specdiag as sd
 from specdiag import toys
 from specdiag.errors import ProbeWarning
-from specdiag.probe import ProbeRecord, probe, spectrum_scalars
+from specdiag.probing import ProbeRecord, probe, spectrum_scalars
 from games import assert_same, mlp, snapshot
 
 F64 = torch.float64
