@@ -19,6 +19,7 @@ and optimiser state, bit for bit, as the run without it.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,6 +102,11 @@ class SpectrumMonitor:
     locking : bool or None
         HDF5 file locking (``None``: HDF5's default and ``HDF5_USE_FILE_LOCKING``; set
         ``False`` on file systems without locks, such as some NFS mounts).
+    metadata : mapping, optional
+        Facts about the run worth keeping with its spectra, stored as JSON in the
+        trace's configuration (``trace.meta["config"]["metadata"]``): e.g.
+        ``{"optimizer": "adam", "lr": 2e-4, "loss": "non-saturating"}``. The plots
+        read ``lr`` (draw the stability region of gradient descent at that step size).
 
     Attributes
     ----------
@@ -149,6 +155,7 @@ class SpectrumMonitor:
         swmr: bool = False,
         locking: bool | None = None,
         backend: str = "krylov-schur",
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(game, Game):
             raise TypeError(f"game must be a specdiag.Game, got {type(game).__name__}")
@@ -175,6 +182,7 @@ class SpectrumMonitor:
         config = {
             "every": schedule_config(self.schedule), "probe_batch": batch_mode,
             "resume": bool(resume), "swmr": bool(swmr), **self._probe_kwargs,
+            "metadata": _check_metadata(metadata),
         }
         self._writer = TraceWriter(
             self.path,
@@ -292,3 +300,16 @@ def _batch_source(
         source = probe_batch
         return (lambda step, current: [source(step)]), f"callable {getattr(source, '__name__', repr(source))}"
     return (lambda step, current: [probe_batch]), "fixed"
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` as a plain dict that JSON can store, or a TypeError saying why not."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(dict(metadata), allow_nan=True))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"metadata must hold JSON values (str, numbers, bools, None, "
+                        f"lists, dicts): {error}") from None

@@ -335,6 +335,15 @@ def test_bad_settings_are_refused_before_training(tmp_path):
         SpectrumMonitor(game, tmp_path / "a.h5", on_error="loud")
     with pytest.raises(TypeError, match="specdiag.Game"):
         SpectrumMonitor(object(), tmp_path / "a.h5")
+    with pytest.raises(TypeError, match="metadata must hold JSON"):
+        SpectrumMonitor(game, tmp_path / "a.h5", metadata={"optimizer": object()})
+
+
+def test_metadata_is_kept_in_the_trace(tmp_path):
+    info = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}
+    with SpectrumMonitor(dirac_game(), tmp_path / "run.h5", k=2, metadata=info) as mon:
+        mon.step(0)
+    assert open_trace(tmp_path / "run.h5").meta["config"]["metadata"] == info
 
 
 def test_a_trace_that_cannot_be_written_is_a_warning_unless_raise(tmp_path):
