@@ -56,6 +56,23 @@ __all__ = [
 ]
 
 
+def _with_consensus(game: Game, losses: dict[str, torch.Tensor], gamma: float) -> dict[str, torch.Tensor]:
+    r"""Add consensus optimisation's :math:`\frac{\gamma}{2}\|v\|^2` to every player's loss.
+
+    :math:`v = (\nabla_{x_1} L_1, \dots, \nabla_{x_P} L_P)` is differentiated here with
+    ``create_graph=True``, so the field of the new losses is :math:`v + \gamma J^\top v`
+    (Mescheder, Nowozin and Geiger, 2017). ``gamma = 0`` returns ``losses`` unchanged.
+    """
+    if gamma == 0:
+        return losses
+    squared = sum(
+        g.pow(2).sum()
+        for p in game.player_names
+        for g in torch.autograd.grad(losses[p], list(game.parameters(p)), create_graph=True)
+    )
+    return {p: loss + 0.5 * gamma * squared for p, loss in losses.items()}
+
+
 # ---------------------------------------------------------------------- bilinear game
 class BilinearGame:
     r"""The bilinear zero-sum game :math:`\min_x \max_y\, x^\top A y`.
@@ -275,12 +292,8 @@ class DiracGAN:
         value = self._f(psi * theta) + self._f(torch.zeros_like(theta))
         l_g = value
         l_d = -value + 0.5 * self.r1 * psi**2
-        if self.consensus > 0:
-            (v_g,) = torch.autograd.grad(l_g, self.theta, create_graph=True)
-            (v_d,) = torch.autograd.grad(l_d, self.psi, create_graph=True)
-            penalty = 0.5 * self.consensus * (v_g.pow(2).sum() + v_d.pow(2).sum())
-            l_g, l_d = l_g + penalty, l_d + penalty
-        return {"generator": l_g, "discriminator": l_d}
+        losses = {"generator": l_g, "discriminator": l_d}
+        return _with_consensus(self.game, losses, self.consensus)
 
     def equilibrium_eigenvalues(self) -> tuple[complex, complex]:
         """The eigenvalues of :math:`J` at :math:`\\theta = \\psi = 0` (see :func:`dirac_gan_eigenvalues`)."""
@@ -296,9 +309,13 @@ class DiracGAN:
 def _check_dirac_settings(loss: str, r1: float, consensus: float) -> None:
     if loss not in DIRAC_LOSSES:
         raise ValueError(f"loss must be one of {sorted(DIRAC_LOSSES)}, got {loss!r}")
-    for name, value in (("r1", r1), ("consensus", consensus)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    _check_weight("r1", r1)
+    _check_weight("consensus", consensus)
+
+
+def _check_weight(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def dirac_gan(
@@ -454,6 +471,13 @@ class MoGGAN:
     * ``"wgan"``: :math:`L_D = \mathbb E[d_f] - \mathbb E[d_r]`, :math:`L_G = -L_D`
       (zero-sum; the critic is not constrained: no clipping, no penalty).
 
+    With consensus optimisation (``consensus`` :math:`= \gamma > 0`, Mescheder, Nowozin
+    and Geiger, 2017) both losses get :math:`\frac{\gamma}{2}\|v\|^2` added, where
+    :math:`v` is the field of the losses above; the game's field is then
+    :math:`v + \gamma J^\top v`, the one consensus optimisation follows, and its
+    Jacobian is what a probe measures (:math:`J + \gamma J^\top J` at a stationary
+    point).
+
     These are the *game* losses: nothing is detached, each is differentiated only with
     respect to its own player's parameters, so the game Jacobian keeps its coupling
     blocks.
@@ -470,6 +494,8 @@ class MoGGAN:
     latent : int
         Dimension of the latent noise.
     loss : {"nonsaturating", "minimax", "wgan"}
+    consensus : float
+        Consensus weight :math:`\gamma \ge 0`.
 
     Attributes
     ----------
@@ -478,6 +504,7 @@ class MoGGAN:
     std : float
     latent : int
     loss : str
+    consensus : float
     game : Game
         Players ``"generator"`` and ``"discriminator"``, losses :meth:`losses`; its
         batch is a dict from :meth:`sample`.
@@ -492,13 +519,16 @@ class MoGGAN:
         std: float,
         latent: int,
         loss: str = "nonsaturating",
+        consensus: float = 0.0,
     ) -> None:
         if loss not in MOG_LOSSES:
             raise ValueError(f"loss must be one of {MOG_LOSSES}, got {loss!r}")
+        _check_weight("consensus", consensus)
         if centres.ndim != 2 or centres.shape[1] != 2:
             raise ValueError(f"centres must have shape (n_modes, 2), got {tuple(centres.shape)}")
         self.generator, self.discriminator = generator, discriminator
         self.centres, self.std, self.latent, self.loss = centres, float(std), int(latent), loss
+        self.consensus = float(consensus)
         self.game = Game({"generator": generator, "discriminator": discriminator}, self.losses)
 
     @property
@@ -540,10 +570,11 @@ class MoGGAN:
         d_fake = self.discriminator(self.generator(batch["z"])).reshape(-1)
         if self.loss == "wgan":
             l_d = d_fake.mean() - d_real.mean()
-            return {"generator": -l_d, "discriminator": l_d}
-        l_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        l_g = -l_d if self.loss == "minimax" else F.softplus(-d_fake).mean()
-        return {"generator": l_g, "discriminator": l_d}
+            l_g = -l_d
+        else:
+            l_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            l_g = -l_d if self.loss == "minimax" else F.softplus(-d_fake).mean()
+        return _with_consensus(self.game, {"generator": l_g, "discriminator": l_d}, self.consensus)
 
     def train(
         self,
@@ -625,7 +656,7 @@ class MoGGAN:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.n_parameters.items())
         return (
-            f"MoGGAN(loss={self.loss!r}, modes={len(self.centres)}, latent={self.latent}, "
+            f"MoGGAN(loss={self.loss!r}, consensus={self.consensus}, modes={len(self.centres)}, latent={self.latent}, "
             f"{sizes}, dtype={self.dtype})"
         )
 
@@ -636,6 +667,7 @@ def mog_gan(
     depth: int = 2,
     latent: int = 16,
     loss: str = "nonsaturating",
+    consensus: float = 0.0,
     activation: str = "relu",
     batchnorm: bool = False,
     n_modes: int = 8,
@@ -663,6 +695,9 @@ def mog_gan(
     latent : int
         Dimension of the generator's Gaussian input.
     loss : {"nonsaturating", "minimax", "wgan"}
+    consensus : float
+        Consensus optimisation weight :math:`\gamma \ge 0` (see :class:`MoGGAN`);
+        *The Numerics of GANs* use :math:`\gamma = 10`.
     activation : {"relu", "leaky_relu"}
         Hidden activation (LeakyReLU with slope 0.2).
     batchnorm : bool
@@ -723,4 +758,4 @@ def mog_gan(
     angles = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
     centres = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     centres = centres.to(device=device, dtype=dtype)
-    return MoGGAN(G, D, centres=centres, std=std, latent=latent, loss=loss)
+    return MoGGAN(G, D, centres=centres, std=std, latent=latent, loss=loss, consensus=consensus)

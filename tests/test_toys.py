@@ -374,3 +374,22 @@ def test_mog_jacobian_spectrum_matches_dense(loss):
     assert_close_complex(np.sort(np.abs(got)), np.sort(np.abs(top)), 1e-6 * scale)
     for g in got:
         assert np.abs(lam - g).min() < 1e-6 * scale
+
+
+def test_mog_consensus_field_is_v_plus_gamma_jt_v():
+    gamma = 10.0
+    plain = toys.mog_gan(hidden=8, depth=2, latent=4, dtype=torch.float64, seed=3)
+    plain.train(5, lr=1e-2, batch_size=32, seed=0)
+    consensus = toys.mog_gan(hidden=8, depth=2, latent=4, dtype=torch.float64, seed=3,
+                             consensus=gamma)
+    with torch.no_grad():
+        for a, b in zip(consensus.game.parameters(), plain.game.parameters()):
+            a.copy_(b)
+    batch = plain.sample(32, torch.Generator().manual_seed(1))
+    v = plain.game.vector_field(batch)
+    jt_v = sd.GameJacobian(plain.game, batch).rmatvec(v)
+    torch.testing.assert_close(consensus.game.vector_field(batch), v + gamma * jt_v,
+                               rtol=1e-10, atol=1e-12)
+    assert "consensus=10.0" in repr(consensus)
+    with pytest.raises(ValueError, match="consensus"):
+        toys.mog_gan(consensus=-1.0)
