@@ -1,7 +1,8 @@
 """The documentation runs: every ```python block, the quick-start script, the API page.
 
 Each ```python block of README.md and docs/*.md is executed on its own, in a fresh
-namespace, as a reader would paste it. Blocks that are not meant to run are fenced as
+namespace and a fresh empty working directory, as a reader would paste it (a block
+whose first line is ``# continues the previous block`` runs after the blocks before it). Blocks that are not meant to run are fenced as
 ```text or ```bash.
 """
 
@@ -31,12 +32,22 @@ def fenced_blocks(path: Path) -> list[tuple[str, str]]:
     return [(m.group(1).strip(), m.group(2)) for m in FENCE.finditer(path.read_text(encoding="utf-8"))]
 
 
+#: First line of a block that goes on from the block before it (same namespace and files).
+CONTINUES = "# continues the previous block"
+
+
 def python_blocks() -> list[tuple[Path, int, str]]:
-    return [
-        (path, i, code)
-        for path in DOCS
-        for i, code in enumerate(c for lang, c in fenced_blocks(path) if lang == "python")
-    ]
+    """``(page, index, code)``; a block that starts with :data:`CONTINUES` carries the
+    code of the blocks before it, so it runs as the reader runs it."""
+    blocks = []
+    for path in DOCS:
+        previous = ""
+        for i, code in enumerate(c for lang, c in fenced_blocks(path) if lang == "python"):
+            if code.startswith(CONTINUES):
+                code = previous + code
+            blocks.append((path, i, code))
+            previous = code
+    return blocks
 
 
 BLOCKS = python_blocks()
@@ -61,7 +72,9 @@ def test_page_has_runnable_code(name: str) -> None:
 @pytest.mark.parametrize(
     "path, index, code", BLOCKS, ids=[f"{p.name}[{i}]" for p, i, _ in BLOCKS]
 )
-def test_python_block_runs(path: Path, index: int, code: str) -> None:
+def test_python_block_runs(path: Path, index: int, code: str, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     compiled = compile(code, f"{path.relative_to(ROOT)} (python block {index})", "exec")
     with warnings.catch_warnings():
         # Documentation examples converge and build coupled games, unless they say otherwise.
@@ -75,7 +88,7 @@ def test_readme_gives_the_two_commands_and_ci_runs_its_test_command() -> None:
     section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     commands = [code.strip() for lang, code in fenced_blocks_of(section) if lang in ("bash", "sh")]
     assert commands == [
-        "pip install torch==2.13.0 && pip install -e . && python scripts/quickstart.py",
+        "pip install torch==2.13.0 && pip install -e . && specdiag demo --out demo",
         'pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest -q',
     ]
     test_command = commands[1].rsplit("&&", 1)[1].strip()
