@@ -22,6 +22,12 @@ Usage::
     python scripts/bench_eigs.py                       # the full suite (~15 min, 2 cores)
     python scripts/bench_eigs.py --smoke               # tiny sizes: checks the script runs
     python scripts/bench_eigs.py --markdown docs/benchmarks.md   # also write the tables there
+    python scripts/bench_eigs.py --section update-operators --smoke   # one section, tiny sizes
+
+Sections (``--section``): ``solvers`` (all of the above) and ``update-operators``:
+the spectral radius ρ(∂T) of every optimiser update operator of
+:mod:`specdiag.dynamics` on the 200k-parameter GAN, by specdiag's ``eigs`` and by
+ARPACK on the same operator (which="LM"), with products and time of each.
 """
 
 from __future__ import annotations
@@ -42,8 +48,11 @@ import torch
 
 import specdiag as sd
 from specdiag import toys
+from specdiag.dynamics import update_operator
 
 START, END = "<!-- bench_eigs:start -->", "<!-- bench_eigs:end -->"
+UPDATE_START, UPDATE_END = "<!-- bench_eigs:update-operators:start -->", "<!-- bench_eigs:update-operators:end -->"
+SECTIONS = ("all", "solvers", "update-operators")
 
 
 class Timed:
@@ -206,13 +215,18 @@ def product_costs(gan: toys.MoGGAN, batch: dict, repeats: int) -> dict[str, floa
     return out
 
 
-def gan_cases(label: str, hidden: int, depth: int, steps: int, args: argparse.Namespace) -> tuple[list[Row], dict]:
+def trained_gan(label: str, hidden: int, depth: int, steps: int) -> tuple[toys.MoGGAN, dict, int]:
+    """The MoG GAN after ``steps`` Adam steps, a probe batch of 256, its parameter count."""
     gan = toys.mog_gan(hidden=hidden, depth=depth, seed=0)
     n = sum(gan.n_parameters.values())
     t0 = time.perf_counter()
     gan.train(steps, lr=1e-4, optimizer="adam", seed=0)
     print(f"{label}: {n:,d} parameters, trained {steps} steps in {time.perf_counter() - t0:.1f}s", flush=True)
-    batch = gan.sample(256, generator=torch.Generator().manual_seed(1))
+    return gan, gan.sample(256, generator=torch.Generator().manual_seed(1)), n
+
+
+def gan_cases(label: str, hidden: int, depth: int, steps: int, args: argparse.Namespace) -> tuple[list[Row], dict]:
+    gan, batch, n = trained_gan(label, hidden, depth, steps)
     costs = product_costs(gan, batch, args.repeats)
     print("  cost / v: " + ", ".join(f"{k} {v / costs['v']:.2f}" for k, v in costs.items() if k != "v"), flush=True)
     field = sd.GameField(gan.game, batch, seed=0)
@@ -220,6 +234,80 @@ def gan_cases(label: str, hidden: int, depth: int, steps: int, args: argparse.Na
     for player in gan.game.player_names:
         rows.append(run_case(f"{label} H[{player}]", sd.PlayerHessian.from_field(field, player), True, args, "LA"))
     return rows, {"label": label, "n": n, **costs}
+
+
+# ---------------------------------------------------------------------- update operators
+#: (method, options) of every update operator benchmarked; momentum -0.3 as in Gidel et al.
+UPDATE_CASES = (
+    ("gd", {}), ("alternating_gd", {}), ("extragradient", {}), ("optimistic", {}),
+    ("momentum", {"beta": -0.3}), ("alternating_momentum", {"beta": -0.3}), ("consensus", {}),
+)
+
+
+@dataclass
+class UpdateRow:
+    method: str
+    n: int
+    ours: sd.EigResult
+    ref: sd.EigResult
+    jacobian_products: tuple[int, int]  # products of J behind each solve (specdiag, ARPACK)
+
+    @staticmethod
+    def radius(result: sd.EigResult) -> float:
+        return float(result.eigenvalues.abs().max())
+
+
+def update_cases(label: str, hidden: int, depth: int, steps: int,
+                 args: argparse.Namespace) -> tuple[list[UpdateRow], float]:
+    """ρ(∂T) of every method at η = 1 / |λ_max(J)| (consensus: γ = η), both solvers."""
+    gan, batch, _ = trained_gan(label, hidden, depth, steps)
+    J = sd.GameJacobian.from_field(sd.GameField(gan.game, batch, seed=0))
+    lr = 1.0 / float(sd.eigs(J, k=1, which="LM", tol=args.tol).eigenvalues.abs().max())
+    rows = []
+    for method, options in UPDATE_CASES:
+        options = {"gamma": lr} if method == "consensus" else options
+        T = update_operator(J, method, lr, **options)
+        solves, products = [], []
+        for backend in ("krylov-schur", "arpack"):
+            before = J.n_products
+            solves.append(sd.eigs(T, k=args.k, which="LM", tol=args.tol, maxiter=args.maxiter, backend=backend))
+            products.append(J.n_products - before)
+        row = UpdateRow(method, T.shape[0], solves[0], solves[1], (products[0], products[1]))
+        print(
+            f"  {method:21s} n={row.n:>9,d} ρ {row.radius(row.ours):.6f} vs {row.radius(row.ref):.6f}  "
+            f"products {row.ours.n_matvec:5d} vs {row.ref.n_matvec:5d} ({row.ours.n_matvec / row.ref.n_matvec:.2f}x)  "
+            f"wall {row.ours.wall_time:7.2f}s vs {row.ref.wall_time:7.2f}s "
+            f"({row.ours.wall_time / row.ref.wall_time:.2f}x)  "
+            f"converged {row.ours.n_converged}/{row.ours.k} vs {row.ref.n_converged}/{row.ref.k}",
+            flush=True,
+        )
+        rows.append(row)
+    return rows, lr
+
+
+def update_markdown(label: str, rows: list[UpdateRow], lr: float, args: argparse.Namespace, command: str) -> str:
+    lines = [
+        UPDATE_START,
+        f"Command: `{command}`  ",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, scipy {scipy.__version__}; {datetime.date.today().isoformat()}.  ",
+        f"{label}; η = 1/|λ_max(J)| = {lr:.4g}, momentum β = -0.3, consensus γ = η; eigs which = LM, "
+        f"k = {args.k}, tol = {args.tol}, maxiter = {args.maxiter}, same start vector for both.",
+        "",
+        "| method | n | ρ(∂T) specdiag / ARPACK | products ∂T (specdiag / ARPACK) | ratio | products J "
+        "| wall s (specdiag / ARPACK) | ratio | converged |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.method} | {r.n:,d} | {r.radius(r.ours):.6f} / {r.radius(r.ref):.6f} "
+            f"| {r.ours.n_matvec} / {r.ref.n_matvec} | {r.ours.n_matvec / r.ref.n_matvec:.2f} "
+            f"| {r.jacobian_products[0]} / {r.jacobian_products[1]} "
+            f"| {r.ours.wall_time:.2f} / {r.ref.wall_time:.2f} | {r.ours.wall_time / r.ref.wall_time:.2f} "
+            f"| {r.ours.n_converged}/{r.ours.k} / {r.ref.n_converged}/{r.ref.k} |"
+        )
+    lines.append(UPDATE_END)
+    return "\n".join(lines)
 
 
 def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, command: str) -> str:
@@ -276,18 +364,8 @@ def write_section(path: Path, text: str, start: str = START, end: str = END) -> 
     path.write_text(new)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--maxiter", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=10, help="repetitions when timing one product")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
-    parser.add_argument("--skip-2m", action="store_true", help="leave out the 2M-parameter GAN")
-    parser.add_argument("--markdown", type=Path, help="write the tables into this Markdown file")
-    args = parser.parse_args(argv)
-    command = "python scripts/bench_eigs.py " + " ".join(sys.argv[1:] if argv is None else argv)
-
+def solvers_section(args: argparse.Namespace, command: str) -> None:
+    """The eigensolver comparison: synthetic operators and the GANs' J and Hessians."""
     sizes = [2000] if args.smoke else [5_000, 100_000, 1_000_000]
     rows: list[Row] = []
     print("synthetic operators", flush=True)
@@ -311,6 +389,34 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.markdown:
         write_section(args.markdown, text)
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--tol", type=float, default=1e-3)
+    parser.add_argument("--maxiter", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=10, help="repetitions when timing one product")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
+    parser.add_argument("--skip-2m", action="store_true", help="leave out the 2M-parameter GAN")
+    parser.add_argument("--markdown", type=Path, help="write the tables into this Markdown file")
+    parser.add_argument("--section", choices=SECTIONS, default="all",
+                        help="run one section: the solver comparison or the update operators")
+    args = parser.parse_args(argv)
+    command = "python scripts/bench_eigs.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    if args.section in ("all", "solvers"):
+        solvers_section(args, command)
+    if args.section in ("all", "update-operators"):
+        label, hidden, depth, steps = ("GAN 2k", 16, 2, 20) if args.smoke else ("GAN 200k", 220, 3, 300)
+        print("update operators", flush=True)
+        rows, lr = update_cases(label, hidden, depth, steps, args)
+        text = update_markdown(label, rows, lr, args, command)
+        print()
+        print(text)
+        if args.markdown:
+            write_section(args.markdown, text, UPDATE_START, UPDATE_END)
     return 0
 
 

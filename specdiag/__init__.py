@@ -49,18 +49,30 @@ _LAZY = {
     "LogSpaced": "schedules",
     "open_trace": "trace",
     "Trace": "trace",
+    "update_operator": "dynamics",
+    "spectral_radius": "dynamics",
+    "optimizer_preconditioner": "dynamics",
+    "max_stable_lr": "stability",
+    "update_radius": "stability",
+    "update_eigenvalues": "stability",
+    "StepSizeBound": "stability",
+    "helmholtz_split": "helmholtz",
+    "HelmholtzEstimate": "helmholtz",
     "schedules": "schedules",
     "toys": "toys",
 }
 
 if TYPE_CHECKING:  # static analysers see the eager imports
     from . import schedules, toys
+    from .dynamics import optimizer_preconditioner, spectral_radius, update_operator
     from .game import Game
+    from .helmholtz import HelmholtzEstimate, helmholtz_split
     from .linalg import EigResult, MatrixOperator, eigs, eigsh
     from .monitor import SpectrumMonitor
     from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
     from .probing import OperatorRecord, ProbeRecord, probe
     from .schedules import AtSteps, Every, LogSpaced
+    from .stability import StepSizeBound, max_stable_lr, update_eigenvalues, update_radius
     from .trace import Trace, open_trace
 
 
@@ -99,6 +111,15 @@ __all__ = [
     "LogSpaced",
     "open_trace",
     "Trace",
+    "update_operator",
+    "spectral_radius",
+    "optimizer_preconditioner",
+    "max_stable_lr",
+    "update_radius",
+    "update_eigenvalues",
+    "StepSizeBound",
+    "helmholtz_split",
+    "HelmholtzEstimate",
     "SpecdiagError",
     "GameDefinitionError",
     "LossClosureError",
