@@ -52,6 +52,9 @@ _LAZY = {
     "update_operator": "dynamics",
     "spectral_radius": "dynamics",
     "optimizer_preconditioner": "dynamics",
+    "UpdateRule": "dynamics",
+    "probe_memory": "memory",
+    "ProbeMemory": "memory",
     "max_stable_lr": "stability",
     "update_radius": "stability",
     "update_eigenvalues": "stability",
@@ -64,10 +67,11 @@ _LAZY = {
 
 if TYPE_CHECKING:  # static analysers see the eager imports
     from . import schedules, toys
-    from .dynamics import optimizer_preconditioner, spectral_radius, update_operator
+    from .dynamics import UpdateRule, optimizer_preconditioner, spectral_radius, update_operator
     from .game import Game
     from .helmholtz import HelmholtzEstimate, helmholtz_split
     from .linalg import EigResult, MatrixOperator, eigs, eigsh
+    from .memory import ProbeMemory, probe_memory
     from .monitor import SpectrumMonitor
     from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
     from .probing import OperatorRecord, ProbeRecord, probe
@@ -114,6 +118,9 @@ __all__ = [
     "update_operator",
     "spectral_radius",
     "optimizer_preconditioner",
+    "UpdateRule",
+    "probe_memory",
+    "ProbeMemory",
     "max_stable_lr",
     "update_radius",
     "update_eigenvalues",

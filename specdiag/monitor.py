@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import ProbeWarning, TraceError, user_stacklevel
+from .distributed import all_agree, check_share, resolve_group
 from .game import Game
 from .probing import ProbeRecord, check_settings, plan_operators, probe
 from .schedules import Schedule, as_schedule, schedule_config
@@ -107,6 +108,21 @@ class SpectrumMonitor:
         trace's configuration (``trace.meta["config"]["metadata"]``): e.g.
         ``{"optimizer": "adam", "lr": 2e-4, "loss": "non-saturating"}``. The plots
         read ``lr`` (draw the stability region of gradient descent at that step size).
+    distributed : None, bool or ProcessGroup
+        Probes under ``torch.distributed`` (see :func:`~specdiag.probe`): by default,
+        when the default group is initialised with more than one rank, every rank
+        probes its own shard of the probe batch and the products are averaged over
+        the ranks. Create the monitor on *every* rank with the same settings and call
+        :meth:`step` on every rank at the same steps (each with its own batch); only
+        rank 0 creates, writes and closes the trace (``path`` is not touched on the
+        other ranks) and feeds ``summary_writer``; every rank gets the same records.
+        ``False``: each rank probes alone (create the monitor on rank 0 only).
+    shard_weight : float, optional
+        This rank's share of the global probe batch (see :func:`~specdiag.probe`).
+    basis_device, basis_dtype, shard_basis
+        Where and how the solvers keep their Krylov bases, for models whose basis
+        would not fit next to them (see :func:`~specdiag.probe`);
+        :func:`~specdiag.memory.probe_memory` tells the memory a probe takes.
 
     Attributes
     ----------
@@ -156,6 +172,11 @@ class SpectrumMonitor:
         locking: bool | None = None,
         backend: str = "krylov-schur",
         metadata: Mapping[str, Any] | None = None,
+        distributed: bool | Any | None = None,
+        shard_weight: float | None = None,
+        basis_device: torch.device | str | None = None,
+        basis_dtype: torch.dtype | None = None,
+        shard_basis: bool = False,
     ) -> None:
         if not isinstance(game, Game):
             raise TypeError(f"game must be a specdiag.Game, got {type(game).__name__}")
@@ -174,6 +195,8 @@ class SpectrumMonitor:
         self.last: ProbeRecord | None = None
         self._summary_writer = summary_writer
         self._on_error = on_error
+        check_share(shard_weight)
+        group = resolve_group(distributed)
         self._probe_kwargs = dict(
             k=int(k), operators=[p.name for p in plans], which={p.name: p.which for p in plans},
             tol=tol, ncv=ncv, maxiter=maxiter, max_matvecs=max_matvecs, seed=seed,
@@ -183,14 +206,34 @@ class SpectrumMonitor:
             "every": schedule_config(self.schedule), "probe_batch": batch_mode,
             "resume": bool(resume), "swmr": bool(swmr), **self._probe_kwargs,
             "metadata": _check_metadata(metadata),
+            "world_size": 1 if group is None else group.world_size,
+            "basis": {"device": None if basis_device is None else str(basis_device),
+                      "dtype": None if basis_dtype is None else str(basis_dtype),
+                      "sharded": bool(shard_basis and group is not None)},
         }
-        self._writer = TraceWriter(
-            self.path,
-            operators={p.name: {"kind": p.kind, "which": p.which, "n": p.n} for p in plans},
-            players=game.sizes, width=int(k) + 1, config=config, resume=resume, swmr=swmr,
-            locking=locking, versions={"torch": torch.__version__}, resume_step=resume_step,
+        self._probe_kwargs.update(
+            distributed=False if group is None else group.group or True, shard_weight=shard_weight,
+            basis_device=basis_device, basis_dtype=basis_dtype, shard_basis=shard_basis,
         )
+        self._writer: TraceWriter | None = None
         self._closed = False
+        error: Exception | None = None
+        if group is None or group.rank == 0:
+            try:
+                self._writer = TraceWriter(
+                    self.path,
+                    operators={p.name: {"kind": p.kind, "which": p.which, "n": p.n} for p in plans},
+                    players=game.sizes, width=int(k) + 1, config=config, resume=resume, swmr=swmr,
+                    locking=locking, versions={"torch": torch.__version__}, resume_step=resume_step,
+                )
+            except Exception as exc:  # re-raised below, once every rank knows
+                error = exc
+        if group is not None and not all_agree(group, error is None, game.device):
+            self._closed = True
+            if error is None:
+                raise TraceError(f"rank 0 could not open the trace {self.path!r}; its error says why")
+        if error is not None:
+            raise error
 
     def due(self, step: int) -> bool:
         """Whether the schedule probes at ``step``."""
@@ -231,7 +274,7 @@ class SpectrumMonitor:
         except BaseException:
             self.close()
             raise
-        if self._summary_writer is not None:
+        if self._summary_writer is not None and self._writer is not None:
             several = len(records) > 1
             for record in records:
                 suffix = f"/batch{record.batch_index}" if several else ""
@@ -241,6 +284,8 @@ class SpectrumMonitor:
         return records
 
     def _write(self, record: ProbeRecord) -> None:
+        if self._writer is None:  # a rank other than 0 of a distributed probe
+            return
         try:
             self._writer.write(record)
         except TraceError as error:
@@ -255,7 +300,8 @@ class SpectrumMonitor:
     def close(self) -> None:
         """Close the trace; idempotent. The summary writer is the caller's to close."""
         self._closed = True
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
     @property
     def closed(self) -> bool:

@@ -45,7 +45,9 @@ import torch
 from torch import nn
 
 from .errors import ConvergenceWarning, LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
+from .distributed import AveragedOperator, ProbeGroup, agree, check_device, check_share, resolve_group
 from .game import Game, unwrap_module
+from .memory import probe_memory
 from .linalg import eigs, eigsh
 from .linalg.solvers import BACKENDS
 from .linalg.which import check_which
@@ -352,6 +354,11 @@ def probe(
     step: int | None = None,
     batch_index: int = 0,
     backend: str = "krylov-schur",
+    distributed: bool | Any | None = None,
+    shard_weight: float | None = None,
+    basis_device: torch.device | str | None = None,
+    basis_dtype: torch.dtype | None = None,
+    shard_basis: bool = False,
 ) -> ProbeRecord:
     r"""Probe the spectra of a game's operators at the current parameters.
 
@@ -393,6 +400,32 @@ def probe(
         solves.
     step, batch_index : int
         Stored in the record.
+    distributed : None, bool or ProcessGroup
+        Under ``torch.distributed`` (see :mod:`specdiag.distributed`): ``None``
+        (default) probes with every rank of the default group when it is initialised
+        with more than one rank; a ``ProcessGroup``: with that group; ``False``: this
+        process alone. In a distributed probe every rank of the group must call
+        :func:`probe` with the same settings, each with its own shard of the batch;
+        the products are averaged over the ranks, so the eigenvalues are those of the
+        global batch, the same on every rank. The losses closure on rank ``r`` draws
+        its noise from a stream seeded with ``seed + r``.
+    shard_weight : float, optional
+        This rank's share of the global batch, in any unit (e.g. its number of
+        examples): rank ``r``'s products and losses are weighted by
+        ``shard_weight / sum of all ranks' shard_weight``. Default: equal shares,
+        exact for losses that are means over equal-sized shards.
+    basis_device, basis_dtype : optional
+        Keep the solvers' Krylov bases (``(ncv + 1) n`` numbers) in host memory
+        (``"cpu"``; pinned when the game is on CUDA) or in a lower precision
+        (``torch.float16``): see :func:`~specdiag.eigs`.
+    shard_basis : bool
+        In a distributed probe, shard each Krylov basis over the ranks (each keeps
+        ``1/W`` of every vector); same eigenvalues. No effect in a single process.
+
+    Before the solves, once the field is built, the probe compares the memory the
+    solves need (:func:`~specdiag.memory.probe_memory`) with the memory free on each
+    device; when it would not fit, the probe is recorded as failed (``"error"``, a
+    ``MemoryError`` with ``on_error="raise"``) with a message naming the options above.
 
     Returns
     -------
@@ -416,35 +449,58 @@ def probe(
     """
     check_settings(k, tol, ncv, maxiter, max_matvecs, seed, on_error, backend)
     plans = plan_operators(game, operators, which, int(k))
+    share = check_share(shard_weight)
+    group = resolve_group(distributed)
+    if group is not None:
+        check_device(group, game.device)
     start = time.perf_counter()
     problems: list[str] = []
     records: dict[str, OperatorRecord] = {}
     losses = dict.fromkeys(game.player_names, float("nan"))
-    build_time = 0.0
     with _untouched(game) as moved:
-        try:
-            field_ = GameField(game, batch, seed=seed)
-        except (NonFiniteError, LossClosureError) as exc:
-            if on_error == "raise":
-                raise
-            build_time = time.perf_counter() - start
-            status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
-            message = _describe(exc)
-            records = {p.name: _failed(p, status, message, 0, 0.0) for p in plans}
-            problems.append(f"the losses failed ({status}): {message}")
-        else:
-            build_time = time.perf_counter() - start
+        field_seed = seed if group is None or seed is None else seed + group.rank
+        field_, failure = _build_field(game, batch, field_seed)
+        build_time = time.perf_counter() - start
+        shard = shard_basis and group is not None
+        if failure is None:
+            failure = _memory_failure(
+                game, plans, ncv=ncv, basis_device=basis_device, basis_dtype=basis_dtype,
+                world_size=1 if group is None else group.world_size, shard_basis=shard,
+            )
+        own_failure = failure is not None
+        weight = 1.0
+        if field_ is not None:
             losses = dict(field_.losses)
+        if group is not None:
+            agreement = agree(
+                group, failure[0] if failure else "ok", share, list(losses.values()), game.device
+            )
+            weight = agreement.weight
+            others = {r: s for r, s in agreement.failed.items() if r != group.rank}
+            losses = dict.fromkeys(game.player_names, float("nan")) if agreement.failed else \
+                dict(zip(game.player_names, agreement.losses))
+            if failure is None and others:
+                failure = _failed_elsewhere(others)
+        if failure is not None:
+            status, message, exc = failure
+            if on_error == "raise":
+                raise exc
+            records = {p.name: _failed(p, status, message, 0, 0.0) for p in plans}
+            what = "the probe was refused" if isinstance(exc, MemoryError) else "the losses failed"
+            problems.append(f"{what} ({status}): {message}")
+        else:
             for plan in plans:
                 records[plan.name] = _solve(
                     field_, plan, tol=tol, ncv=ncv, maxiter=maxiter, max_matvecs=max_matvecs,
-                    seed=seed, backend=backend, on_error=on_error,
+                    seed=seed, backend=backend, on_error=on_error, group=group, weight=weight,
+                    basis=dict(basis_device=basis_device, basis_dtype=basis_dtype,
+                               basis_group=(group.group or True) if shard else None),
                 )
-            del field_
             problems.extend(
                 f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
                 for r in records.values() if r.status != "ok"
             )
+        del field_
     message = ""
     if moved:
         message = (
@@ -459,7 +515,9 @@ def probe(
         wall_time=time.perf_counter() - start, build_time=build_time, status=status,
         operators=records, message=message,
     )
-    if problems and on_error != "ignore":
+    # Under torch.distributed rank 0 speaks for the group; other ranks only of their own failures.
+    speaks = group is None or group.rank == 0 or own_failure or bool(moved)
+    if problems and on_error != "ignore" and speaks:
         where = "probe" if step is None else f"probe at step {step}"
         if batch_index:
             where += f" (batch {batch_index})"
@@ -473,13 +531,17 @@ def probe(
 def _solve(
     field_: GameField, plan: _Plan, *, tol: float, ncv: int | None, maxiter: int | None,
     max_matvecs: int | None, seed: int | None, backend: str, on_error: str,
+    group: ProbeGroup | None, weight: float, basis: Mapping[str, Any],
 ) -> OperatorRecord:
-    """One operator's solve on the probe's field, failures recorded."""
+    """One operator's solve on the probe's field, failures recorded; with a ``group``
+    the products are averaged over its ranks with this rank's ``weight``."""
     op: LinearOperator
     if plan.kind == "jacobian":
         op, solver = GameJacobian.from_field(field_), eigs
     else:
         op, solver = PlayerHessian.from_field(field_, plan.name), eigsh
+    if group is not None:
+        op = AveragedOperator(op, group, weight)
     generator = torch.Generator(device=op.device).manual_seed(0 if seed is None else int(seed))
     start = time.perf_counter()
     try:
@@ -487,7 +549,7 @@ def _solve(
             warnings.simplefilter("ignore", ConvergenceWarning)
             result = solver(
                 op, k=plan.k, which=plan.which, tol=tol, ncv=ncv, maxiter=maxiter,
-                generator=generator, max_matvecs=max_matvecs, backend=backend,
+                generator=generator, max_matvecs=max_matvecs, backend=backend, **basis,
             )
     except Exception as exc:  # recorded, not raised: a probe must not stop training
         if on_error == "raise":
@@ -509,6 +571,41 @@ def _solve(
         n_matvec=int(result.n_matvec), wall_time=time.perf_counter() - start, status=status,
         message="; ".join(notes), scalars=spectrum_scalars(plan.kind, eigenvalues),
     )
+
+
+def _build_field(
+    game: Game, batch: Any, seed: int | None
+) -> tuple[GameField | None, tuple[str, str, Exception] | None]:
+    """The probe's field, or ``None`` and ``(status, message, exception)`` when the
+    losses or their gradients failed (exceptions of the game's definition propagate)."""
+    try:
+        return GameField(game, batch, seed=seed), None
+    except (NonFiniteError, LossClosureError) as exc:
+        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
+        return None, (status, _describe(exc), exc)
+
+
+def _memory_failure(
+    game: Game, plans: Sequence[_Plan], *, ncv: int | None, basis_device: Any,
+    basis_dtype: torch.dtype | None, world_size: int, shard_basis: bool,
+) -> tuple[str, str, Exception] | None:
+    """A failure when the solves would not fit in the memory free now, else None."""
+    memory = probe_memory(
+        game, k=max(p.k for p in plans), ncv=ncv, operators=[p.name for p in plans],
+        basis_device=basis_device, basis_dtype=basis_dtype, world_size=world_size,
+        shard_basis=shard_basis,
+    )
+    reason = memory.shortfall()
+    return None if reason is None else ("error", reason, MemoryError(reason))
+
+
+def _failed_elsewhere(failed: Mapping[int, str]) -> tuple[str, str, Exception]:
+    """The failure this rank records when the losses failed on other ranks."""
+    status = next(iter(failed.values()))
+    ranks = ", ".join(f"{r} ({s})" for r, s in sorted(failed.items()))
+    message = f"the probe failed on rank(s) {ranks}; those ranks' records and warnings say why"
+    exc_type = NonFiniteError if status == "nonfinite" else LossClosureError
+    return status, message, exc_type(message)
 
 
 def _failed(plan: _Plan, status: str, message: str, n_matvec: int, wall_time: float) -> OperatorRecord:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..distributed import resolve_group
 from ..game import Game
 from ..monitor import SpectrumMonitor
 
@@ -54,14 +55,21 @@ class SpectrumCallback(Callback):
     Attributes
     ----------
     monitor : SpectrumMonitor or None
-        The running monitor; ``None`` before fitting starts and on processes other
-        than global rank 0. It stays readable after fitting (closed), e.g. ``monitor.last``.
+        The running monitor; ``None`` before fitting starts, and on processes other
+        than global rank 0 unless probes are distributed. It stays readable after
+        fitting (closed), e.g. ``monitor.last``.
 
     Notes
     -----
-    * The monitor exists only on global rank 0 (``trainer.is_global_zero``); other
-      ranks do nothing. The probe reads the model through the game, whose players are
-      unwrapped from DDP, so no collective operation runs during a probe.
+    * Multi-process strategies (``strategy="ddp"``): when ``torch.distributed`` is
+      initialised with more than one rank, every rank builds a monitor and probes its
+      own training batch; products are averaged over the ranks, so the spectrum is that
+      of the global batch (:mod:`specdiag.distributed`), and only rank 0 writes the
+      trace. With ``distributed=False`` in ``monitor_kwargs`` the monitor exists only
+      on global rank 0 (``trainer.is_global_zero``) and probes its own batch; other
+      ranks do nothing. Either way the probe reads the model through the game, whose
+      players are unwrapped from DDP, so DDP's gradient hooks and buckets are not
+      involved.
     * Step: ``trainer.fit_loop.total_batch_idx`` at ``on_train_batch_end``, the
       0-based index of the batch over the whole run; a run resumed from a checkpoint
       continues it, and the monitor (``resume=True`` by default, created in
@@ -96,7 +104,7 @@ class SpectrumCallback(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close()
         self.monitor = self._game = None
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero and resolve_group(self.monitor_kwargs.get("distributed")) is None:
             return
         game = self.game_fn(pl_module)
         if not isinstance(game, Game):

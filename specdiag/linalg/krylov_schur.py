@@ -5,7 +5,8 @@ The iteration keeps a Krylov decomposition
 .. math:: A V_j = V_{j+1} \underline{B}_j, \qquad V_{j+1}^\top V_{j+1} = I,
 
 whose basis :math:`V` (``ncv + 1`` vectors of length ``n``) lives on the operator's
-device in its dtype; only the small :math:`(j+1) \times j` matrix
+device in its dtype (or as :class:`~.basis.KrylovBasis` says: on the host, in a lower
+precision, sharded over ranks); only the small :math:`(j+1) \times j` matrix
 :math:`\underline{B}_j` (last row :math:`b^\top`) is brought to the host, in float64.
 
 * **Expansion** (Arnoldi): :math:`w = A v_j`, orthogonalised against the basis by
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import NonFiniteError
+from .basis import KrylovBasis
 from .projected import RealSchur, SymmetricEig
 from .which import wanted_order
 
@@ -161,6 +163,9 @@ class KrylovSchur:
         For random vectors after a breakdown.
     symmetric : bool
         Symmetric operator (Lanczos) or not (Arnoldi).
+    basis : KrylovBasis, optional
+        Where and how the ``ncv + 1`` basis vectors are kept (default: one tensor on
+        ``device`` in ``dtype``).
     """
 
     def __init__(
@@ -179,6 +184,7 @@ class KrylovSchur:
         v0: torch.Tensor,
         generator: torch.Generator,
         symmetric: bool,
+        basis: KrylovBasis | None = None,
     ) -> None:
         self.apply = apply
         self.n, self.dtype, self.device = n, dtype, device
@@ -187,7 +193,7 @@ class KrylovSchur:
         self.generator = generator
         self.proj = SymmetricEig if symmetric else RealSchur
         self.eps = torch.finfo(dtype).eps
-        self.V = torch.empty(ncv + 1, n, dtype=dtype, device=device)
+        self.basis = KrylovBasis(ncv + 1, n, dtype, device) if basis is None else basis
         self.B = np.zeros((ncv + 1, ncv))
         self.j = 0  # basis vectors with a column in B; V[j] is the residual direction
         self.l = 0  # locked leading vectors
@@ -199,7 +205,12 @@ class KrylovSchur:
         nrm = torch.linalg.vector_norm(v0).item()
         if not math.isfinite(nrm) or nrm == 0.0:
             raise ValueError("v0 must be a finite, non-zero vector")
-        self.V[0] = v0 / nrm
+        self.basis.set(0, self.basis.local(v0) / nrm)
+
+    @property
+    def V(self) -> torch.Tensor:
+        """The basis vectors as stored (see :class:`~.basis.KrylovBasis`), one per row."""
+        return self.basis.V
 
     # ------------------------------------------------------------------ driver
     def run(self) -> tuple[Ritz, str]:
@@ -246,29 +257,29 @@ class KrylovSchur:
         ``‖w'‖ > ‖w‖/√2`` that ARPACK uses: then ``w'`` is orthogonal to working
         precision and a second pass would change nothing). Returns the coefficients,
         the norm after and the norm before."""
-        Vc = self.V[:count]
-        norm0 = torch.linalg.vector_norm(w).item()
-        h = torch.mv(Vc, w)
-        w.addmv_(Vc.t(), h, alpha=-1.0)
-        norm = torch.linalg.vector_norm(w).item()
+        basis = self.basis
+        norm0 = basis.norm(w)
+        h = basis.project(w, count)
+        basis.subtract(w, count, h)
+        norm = basis.norm(w)
         if norm <= _DGKS * norm0:
-            h2 = torch.mv(Vc, w)
-            w.addmv_(Vc.t(), h2, alpha=-1.0)
+            h2 = basis.project(w, count)
+            basis.subtract(w, count, h2)
             h += h2
-            norm = torch.linalg.vector_norm(w).item()
+            norm = basis.norm(w)
         return h, norm, norm0
 
     def expand(self) -> None:
         """One Arnoldi step: column ``j`` of ``B`` and the basis vector ``V[j+1]``."""
         j = self.j
-        w = self.apply(self.V[j])
+        w = self.apply(self.basis.full(j))
         self.n_matvec += 1
         if w.shape != (self.n,) or w.dtype != self.dtype or w.device != self.device:
             raise TypeError(
                 f"the operator returned a tensor of shape {tuple(w.shape)}, dtype {w.dtype} on "
                 f"{w.device}; expected ({self.n},), {self.dtype} on {self.device}"
             )
-        w = w.clone()
+        w = self.basis.local(w)
         h, beta, norm0 = self._orthogonalize(w, j + 1)
         if not (math.isfinite(beta) and math.isfinite(norm0)):
             raise NonFiniteError(
@@ -277,15 +288,17 @@ class KrylovSchur:
         self.B[: j + 1, j] = h.to(torch.float64).cpu().numpy()
         if beta > 64 * self.eps * norm0:
             self.B[j + 1, j] = beta
-            self.V[j + 1] = w / beta
+            self.basis.set(j + 1, w / beta)
         else:  # invariant subspace: carry on in a random direction orthogonal to V
             self.B[j + 1, j] = 0.0
-            self.V[j + 1] = self._random_orthogonal(j + 1)
+            self.basis.set(j + 1, self._random_orthogonal(j + 1))
         self.j += 1
 
     def _random_orthogonal(self, count: int) -> torch.Tensor:
         for _ in range(10):
-            r = torch.randn(self.n, generator=self.generator, dtype=self.dtype, device=self.device)
+            r = self.basis.local(
+                torch.randn(self.n, generator=self.generator, dtype=self.dtype, device=self.device)
+            )
             _, nrm, norm0 = self._orthogonalize(r, count)
             if nrm > 0.5 * norm0:
                 return r / nrm
@@ -314,11 +327,10 @@ class KrylovSchur:
         Zfull = np.eye(j)
         Zfull[l:j, l:j] = ritz.Z
         C = Zfull @ ritz.X[:, positions]
-        basis = self.V[:j].t()
-        real = basis @ torch.from_numpy(np.ascontiguousarray(C.real)).to(self.V)
+        real = self.basis.combine(C.real)
         if self.proj.symmetric:
             return real / torch.linalg.vector_norm(real, dim=0)
-        vecs = torch.complex(real, basis @ torch.from_numpy(np.ascontiguousarray(C.imag)).to(self.V))
+        vecs = torch.complex(real, self.basis.combine(C.imag))
         return vecs / torch.linalg.vector_norm(vecs, dim=0)
 
     # ------------------------------------------------------------------ restart
@@ -391,9 +403,8 @@ class KrylovSchur:
         # Truncate: V[l:l+p] <- Z[:, :p]^T V[l:j], B updated to match.
         p = l + p_active
         Zk = Z[:, :p_active]
-        Zt = torch.from_numpy(np.ascontiguousarray(Zk.T)).to(self.V)
-        self.V[l:p] = torch.mm(Zt, self.V[l:j])
-        self.V[p] = self.V[j]
+        self.basis.rotate(l, j, Zk.T)
+        self.basis.copy(p, j)
         B = np.zeros_like(self.B)
         B[:l, :l] = self.B[:l, :l]
         if not proj.symmetric:

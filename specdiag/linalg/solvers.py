@@ -12,6 +12,7 @@ import torch
 
 from ..errors import ConvergenceWarning, user_stacklevel
 from .arpack import arpack_solve
+from .basis import KrylovBasis
 from .dense import assemble, dense_ritz
 from .krylov_schur import KrylovSchur, Ritz
 from .operator import as_operator
@@ -40,6 +41,9 @@ def eigs(
     *,
     max_matvecs: int | None = None,
     backend: str = "krylov-schur",
+    basis_device: torch.device | str | None = None,
+    basis_dtype: torch.dtype | None = None,
+    basis_group: Any = None,
 ) -> EigResult:
     r"""Top-``k`` eigenvalues of a real, non-symmetric, matrix-free operator.
 
@@ -82,6 +86,20 @@ def eigs(
     backend : {"krylov-schur", "arpack"}
         ``"arpack"`` runs scipy's ARPACK on the same operator (products cross to
         numpy), as a reference.
+    basis_device : torch.device or str, optional
+        Keep the Krylov basis (``(ncv + 1) n`` numbers) there instead of on the
+        operator's device: ``"cpu"`` moves it to host memory (pinned when the operator
+        is on CUDA) when it would not fit next to the model.
+    basis_dtype : torch.dtype, optional
+        Store the basis in this lower precision (``torch.float16``, ``torch.bfloat16``)
+        to halve its memory; eigenvalues are then accurate to about that precision's
+        unit roundoff times ``|λ_max|`` (see :mod:`specdiag.linalg.basis`).
+    basis_group : ProcessGroup or True, optional
+        Shard the basis over the ranks of this ``torch.distributed`` group (``True``:
+        the default group): each rank keeps ``1/W`` of every vector. Every rank must
+        call the solver alike, with an operator whose products are the same on every
+        rank (such as an average all-reduced over the group); the eigenvalues are those
+        of the unsharded solve.
 
     Returns
     -------
@@ -94,7 +112,8 @@ def eigs(
     return _solve(
         op, symmetric=False, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter, v0=v0,
         return_eigenvectors=return_eigenvectors, generator=generator,
-        max_matvecs=max_matvecs, backend=backend,
+        max_matvecs=max_matvecs, backend=backend, basis_device=basis_device,
+        basis_dtype=basis_dtype, basis_group=basis_group,
     )
 
 
@@ -111,6 +130,9 @@ def eigsh(
     *,
     max_matvecs: int | None = None,
     backend: str = "krylov-schur",
+    basis_device: torch.device | str | None = None,
+    basis_dtype: torch.dtype | None = None,
+    basis_group: Any = None,
 ) -> EigResult:
     r"""Top-``k`` eigenvalues of a real symmetric matrix-free operator.
 
@@ -139,7 +161,8 @@ def eigsh(
     return _solve(
         op, symmetric=True, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter, v0=v0,
         return_eigenvectors=return_eigenvectors, generator=generator,
-        max_matvecs=max_matvecs, backend=backend,
+        max_matvecs=max_matvecs, backend=backend, basis_device=basis_device,
+        basis_dtype=basis_dtype, basis_group=basis_group,
     )
 
 
@@ -157,6 +180,9 @@ def _solve(
     generator: torch.Generator | None,
     max_matvecs: int | None,
     backend: str,
+    basis_device: torch.device | str | None,
+    basis_dtype: torch.dtype | None,
+    basis_group: Any,
 ) -> EigResult:
     name = "eigsh" if symmetric else "eigs"
     op = as_operator(op, name)
@@ -186,6 +212,9 @@ def _solve(
     budget = int(max_matvecs) if max_matvecs is not None else np.iinfo(np.int64).max
     if backend not in BACKENDS:
         raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
+    custom_basis = basis_device is not None or basis_dtype is not None or basis_group not in (None, False)
+    if custom_basis and backend == "arpack":
+        raise ValueError(f"{name}: basis_device, basis_dtype and basis_group need backend='krylov-schur'")
 
     transposed = bool(
         not symmetric and not return_eigenvectors and getattr(op, "prefer_transpose", False)
@@ -234,6 +263,10 @@ def _solve(
             target.matvec, n, op.dtype, op.device, k=k, which=which, tol=tol, ncv=ncv,
             maxiter=maxiter, max_matvecs=budget, v0=v0, generator=generator,
             symmetric=symmetric,
+            basis=KrylovBasis(
+                ncv + 1, n, op.dtype, op.device, storage_dtype=basis_dtype,
+                storage_device=basis_device, group=basis_group,
+            ) if custom_basis else None,
         )
         ritz, stop = solver.run()
         n_matvec, n_restarts = solver.n_matvec, solver.n_restarts
