@@ -12,7 +12,10 @@ from the same seed and the same batches:
 :class:`~specdiag.SpectrumMonitor`\ s record, on one fixed probe batch, the top
 eigenvalues of the Jacobian of the field each run follows (and of both players'
 Hessians), and along the consensus run also those of the game's own Jacobian
-:math:`J`, so the two runs can be compared on the same operator. The demo writes,
+:math:`J`, so the two runs can be compared on the same operator. Each run's own trace
+also records its update operator (gradient descent preconditioned by RMSProp's second
+moments, :class:`~specdiag.dynamics.UpdateRule`) and every trace the Helmholtz split
+of its Jacobian. The demo writes,
 into the output directory::
 
     simultaneous.h5                     J along simultaneous GD
@@ -48,6 +51,8 @@ TRACES = {
     "consensus-game": "v (the game's field, along the consensus run)",
     "consensus": "v + γJᵀv (the field consensus optimisation follows)",
 }
+#: Hutchinson samples of the Helmholtz split at every probe.
+HELMHOLTZ_SAMPLES = 16
 #: Short labels of the traces in figures and the summary.
 TRACE_LABELS = {"simultaneous": "simultaneous GD: J", "consensus-game": "consensus: J",
                 "consensus": "consensus: J of v+γJᵀv"}
@@ -184,6 +189,7 @@ def _train_one(run: str, config: DemoConfig, out: Path, progress: bool) -> tuple
     import torch
     from tqdm.auto import tqdm
 
+    from .dynamics import UpdateRule
     from .monitor import SpectrumMonitor
     from .schedules import AtSteps
     from .toys import MoGGAN, mog_gan
@@ -203,10 +209,14 @@ def _train_one(run: str, config: DemoConfig, out: Path, progress: bool) -> tuple
                        latent=gan.latent, loss=gan.loss)
         games["consensus-game"] = plain.game
     traces = {name: out / f"{name}.h5" for name in games}
+    # the run's own optimiser on the field it follows: its effective update operator
+    rule = UpdateRule("gd", lr=config.lr,
+                      optimizers=None if config.optimizer == "sgd" else (lambda: gan.optimizers))
     monitors = [
         SpectrumMonitor(game, traces[name], every=schedule, k=config.k, probe_batch=probe_batch,
                         resume=False, metadata={**metadata, "field": TRACES[name]},
-                        operators=None if name == run else ("jacobian",))
+                        operators=None if name == run else ("jacobian",),
+                        update=rule if name == run else None, helmholtz=HELMHOLTZ_SAMPLES)
         for name, game in games.items()
     ]
     label = "simultaneous GD" if gamma == 0 else f"consensus (γ={gamma:g})"
@@ -342,6 +352,7 @@ def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
                 f"{int((sc['min_real'] < 0).sum())}/{len(tr)}",
                 f"{np.nanmax(sc['max_imag']):.3g}",
                 f"{np.nanmedian(sc['max_imag_over_real']):.3g}",
+                *_dynamics_cells(tr),
                 f"{cov['modes']}/{cov['of']}",
                 f"{100 * cov['high_quality']:.0f}%",
                 f"{r.seconds:.0f} s",
@@ -349,7 +360,9 @@ def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
     labels = ["probes", "probes converged", "final min Re λ", "final max |Im λ|",
               "final max |Im λ / Re λ|", "final |λ|max", "final eigenvalues with Re λ < 0",
               "probes with min Re λ < 0", "largest |Im λ| over training",
-              "median max |Im λ / Re λ|", "modes covered (run)",
+              "median max |Im λ / Re λ|", "final ρ(∂T) of the run's step",
+              "probes with ρ(∂T) > 1", "median rotation ‖A‖²/‖J‖²",
+              "median zero-sum defect", "modes covered (run)",
               "samples within 3σ of a mode (run)", "training + probing time (run)"]
     width = max(map(len, labels))
     cw = max(max(len(v) for v in col) for col in columns.values())
@@ -371,3 +384,18 @@ def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
         lines.append(label.ljust(width) + "  "
                      + "  ".join(col[j].rjust(cw) for col in columns.values()))
     return "\n".join(lines)
+
+
+def _dynamics_cells(tr: Any) -> list[str]:
+    """The summary's cells for the update operator and the Helmholtz split ("–": not probed)."""
+    cells = ["–", "–"]
+    if "update" in tr.operators:
+        rho = tr.scalars("update")["spectral_radius"]
+        cells = [f"{rho[-1]:.6f}", f"{int((rho > 1).sum())}/{len(tr)}"]
+    if "helmholtz" in tr.operators:
+        h = tr.scalars("helmholtz")
+        cells += [f"{np.nanmedian(h['rotation_fraction']):.3f}",
+                  f"{np.nanmedian(h['zero_sum_defect']):.3f}"]
+    else:
+        cells += ["–", "–"]
+    return cells

@@ -128,6 +128,7 @@ class AveragedOperator(LinearOperator):
     def __init__(self, local: Any, group: ProbeGroup, weight: float) -> None:
         super().__init__(local.shape[0], local.dtype, local.device)
         self.local, self.group, self.weight = local, group, float(weight)
+        self.game = getattr(local, "game", None)   # the players, for block-wise estimates
         self.symmetric = getattr(local, "symmetric", False)
         self.prefer_transpose = getattr(local, "prefer_transpose", False)
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .game import Game
 from .operators import GameJacobian
 
 __all__ = ["HelmholtzEstimate", "helmholtz_split"]
@@ -116,8 +117,9 @@ def helmholtz_split(jacobian: GameJacobian, n_samples: int = 32, *, seed: int = 
     >>> h.rotation_fraction, h.zero_sum_defect                            # doctest: +SKIP
     (1.0, 0.0)
     """
-    if not isinstance(jacobian, GameJacobian):
-        raise TypeError(f"helmholtz_split needs a GameJacobian, got {type(jacobian).__name__}")
+    if not isinstance(getattr(jacobian, "game", None), Game):
+        raise TypeError(f"helmholtz_split needs a GameJacobian (an operator with the game's "
+                        f"players), got {type(jacobian).__name__}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     game = jacobian.game

@@ -116,6 +116,7 @@ def probe_memory(
     basis_dtype: torch.dtype | None = None,
     world_size: int = 1,
     shard_basis: bool = False,
+    update: str | None = None,
 ) -> ProbeMemory:
     r"""The memory a probe with these settings takes, beyond the model and the graph.
 
@@ -127,6 +128,9 @@ def probe_memory(
     world_size : int
         Ranks of a distributed probe (the all-reduce buffer; the basis shards when
         ``shard_basis``).
+    update : str, optional
+        The method of the update operator probed as operator ``"update"``: methods
+        with memory (optimistic, momentum) act on :math:`2n` numbers.
 
     Returns
     -------
@@ -142,7 +146,7 @@ def probe_memory(
     176647944
     """
     names = ("jacobian", *game.player_names) if operators is None else tuple(operators)
-    n = max(game.n if name == "jacobian" else game.sizes[name] for name in names)
+    n = max(_order(game, name, update) for name in names)
     ncv = min(max(2 * k + 1, 20) if ncv is None else ncv, n)
     shards = world_size if shard_basis else 1
     work = torch.empty((), dtype=game.dtype).element_size()
@@ -161,6 +165,14 @@ def probe_memory(
         n=n, ncv=ncv, world_size=shards, basis=basis, restart=restart,
         vectors=(WORKING_VECTORS + extra) * n * work, device=device, basis_device=where,
     )
+
+
+def _order(game: Game, name: str, update: str | None) -> int:
+    """The order of a probed operator: the Jacobian's, a player's Hessian's, the update
+    operator's (``2n`` on the augmented state), the Helmholtz split's (``J``'s)."""
+    if name == "update":
+        return game.n * (2 if update in ("optimistic", "momentum", "alternating_momentum") else 1)
+    return game.n if name in ("jacobian", "helmholtz") else game.sizes[name]
 
 
 def available_memory(device: torch.device | str) -> int:

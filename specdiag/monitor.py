@@ -27,8 +27,9 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import ProbeWarning, TraceError, user_stacklevel
 from .distributed import all_agree, check_share, resolve_group
+from .dynamics import UpdateRule
+from .errors import ProbeWarning, TraceError, user_stacklevel
 from .game import Game
 from .probing import ProbeRecord, check_settings, plan_operators, probe
 from .schedules import Schedule, as_schedule, schedule_config
@@ -103,6 +104,16 @@ class SpectrumMonitor:
     locking : bool or None
         HDF5 file locking (``None``: HDF5's default and ``HDF5_USE_FILE_LOCKING``; set
         ``False`` on file systems without locks, such as some NFS mounts).
+    update : UpdateRule, optional
+        The run's optimiser (method, step size, momentum, Adam/RMSprop optimizers):
+        every probe also records the top eigenvalues of its update operator
+        :math:`\partial T`, :math:`\rho(\partial T)`, the largest stable step size
+        where a closed form exists, and the step size used (operator ``"update"``; see
+        :func:`~specdiag.probe`). Its settings are stored in ``config["update"]``.
+    helmholtz : int, optional
+        Also estimate, at every probe, the Helmholtz split of the Jacobian from this
+        many Hutchinson samples (operator ``"helmholtz"``: rotation fraction, zero-sum
+        defect, with standard errors).
     metadata : mapping, optional
         Facts about the run worth keeping with its spectra, stored as JSON in the
         trace's configuration (``trace.meta["config"]["metadata"]``): e.g.
@@ -177,11 +188,14 @@ class SpectrumMonitor:
         basis_device: torch.device | str | None = None,
         basis_dtype: torch.dtype | None = None,
         shard_basis: bool = False,
+        update: UpdateRule | None = None,
+        helmholtz: int | None = None,
     ) -> None:
         if not isinstance(game, Game):
             raise TypeError(f"game must be a specdiag.Game, got {type(game).__name__}")
         check_settings(k, tol, ncv, maxiter, max_matvecs, seed, on_error, backend)
-        plans = plan_operators(game, operators, which, int(k))
+        plans = plan_operators(game, operators, which, int(k), update, helmholtz)
+        spectra = [p for p in plans if p.kind in ("jacobian", "hessian")]
         self.schedule = as_schedule(every)
         self._due = self.schedule.due
         self._batches, batch_mode = _batch_source(probe_batch, probe_batches)
@@ -198,9 +212,9 @@ class SpectrumMonitor:
         check_share(shard_weight)
         group = resolve_group(distributed)
         self._probe_kwargs = dict(
-            k=int(k), operators=[p.name for p in plans], which={p.name: p.which for p in plans},
-            tol=tol, ncv=ncv, maxiter=maxiter, max_matvecs=max_matvecs, seed=seed,
-            on_error=on_error, backend=backend,
+            k=int(k), operators=[p.name for p in spectra],
+            which={p.name: p.which for p in spectra}, tol=tol, ncv=ncv, maxiter=maxiter,
+            max_matvecs=max_matvecs, seed=seed, on_error=on_error, backend=backend,
         )
         config = {
             "every": schedule_config(self.schedule), "probe_batch": batch_mode,
@@ -210,10 +224,13 @@ class SpectrumMonitor:
             "basis": {"device": None if basis_device is None else str(basis_device),
                       "dtype": None if basis_dtype is None else str(basis_dtype),
                       "sharded": bool(shard_basis and group is not None)},
+            "update": None if update is None else update.config(),
+            "helmholtz": helmholtz,
         }
         self._probe_kwargs.update(
             distributed=False if group is None else group.group or True, shard_weight=shard_weight,
             basis_device=basis_device, basis_dtype=basis_dtype, shard_basis=shard_basis,
+            update=update, helmholtz=helmholtz,
         )
         self._writer: TraceWriter | None = None
         self._closed = False

@@ -39,6 +39,7 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from .errors import TraceError
+from .stability import METHODS, update_radius
 from .trace import Trace, open_trace
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "evolution_figure",
     "scalars_figure",
     "batch_spread_figure",
+    "dynamics_figure",
     "animate_spectrum",
     "compare_figure",
 ]
@@ -122,8 +124,16 @@ def _check_plottable(tr: Trace, operator: Optional[str] = None) -> None:
                          f"operators: {', '.join(tr.operators)}")
 
 
+def _kind(tr: Trace, operator: str) -> str:
+    return tr.meta["layout"]["operators"][operator]["kind"]
+
+
 def _is_hessian(tr: Trace, operator: str) -> bool:
-    return tr.meta["layout"]["operators"][operator]["kind"] == "hessian"
+    return _kind(tr, operator) == "hessian"
+
+
+def _of_kind(tr: Trace, kind: str) -> list[str]:
+    return [op for op in tr.operators if _kind(tr, op) == kind]
 
 
 def _require_complex(tr: Trace, operator: str, what: str) -> None:
@@ -189,9 +199,12 @@ def _has_batches(tr: Trace, operator: str) -> bool:
 
 
 def _stored_lr(tr: Trace) -> Optional[float]:
-    """The learning rate the monitor stored with the run (``config["metadata"]["lr"]``)."""
+    """The learning rate the monitor stored with the run: its update rule's
+    (``config["update"]["lr"]``, when one number) or ``config["metadata"]["lr"]``."""
     metadata = (tr.meta.get("config") or {}).get("metadata") or {}
-    lr = metadata.get("lr") if isinstance(metadata, dict) else None
+    lr = _update_rule(tr).get("lr")
+    if not isinstance(lr, (int, float)):
+        lr = metadata.get("lr") if isinstance(metadata, dict) else None
     if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0:
         return float(lr)
     return None
@@ -310,11 +323,30 @@ def _stability_region(ax: Axes, spectral_radius: Callable[[np.ndarray], np.ndarr
                             loc="upper left", fontsize=8))
 
 
-def _gd_region(ax: Axes, lr: float) -> None:
-    """The stability region of simultaneous gradient descent, :math:`|1 - \\eta\\lambda| < 1`:
-    the disc of centre and radius :math:`1/\\eta`."""
-    _stability_region(ax, lambda lam: np.abs(1.0 - lr * lam),
-                      f"GD stable: |1 − ηλ| < 1, η = {lr:g}")
+def _update_rule(tr: Trace) -> dict:
+    """The run's update rule as stored by a monitor (``config["update"]``), or ``{}``."""
+    rule = (tr.meta.get("config") or {}).get("update")
+    return rule if isinstance(rule, dict) else {}
+
+
+def _region_method(rule: dict) -> tuple[str, float]:
+    """The closed-form method (and momentum) whose region to draw: the run's own when it
+    maps eigenvalues exactly (one step size, no preconditioner), else plain GD."""
+    closed = (rule.get("method") in METHODS and rule.get("preconditioner") is None
+              and isinstance(rule.get("lr"), (int, float)))
+    if not closed:
+        return "gd", 0.0
+    return rule["method"], float(rule.get("beta") or 0.0)
+
+
+def _update_region(ax: Axes, lr: float, method: str, beta: float) -> None:
+    """The stability region of ``method`` at step size ``lr``: the eigenvalues λ of J with
+    every update eigenvalue inside the unit disc (:func:`specdiag.stability.update_radius`);
+    for gradient descent the disc :math:`|1 - \\eta\\lambda| < 1` of centre and radius
+    :math:`1/\\eta`."""
+    label = ("GD stable: |1 − ηλ| < 1" if method == "gd" else f"{method} stable") \
+        + f", η = {lr:g}" + (f", β = {beta:g}" if method == "momentum" else "")
+    _stability_region(ax, lambda lam: update_radius(lam, method, lr, beta=beta), label)
 
 
 def _mark_failed(ax: Axes, steps: np.ndarray) -> None:
@@ -396,8 +428,9 @@ def spectrum_figure(trace: TraceLike, operator: str = "jacobian", *,
         ax.set_title(_HESSIAN_NOTE if hessian else CONVENTION_NOTE, fontsize=9)
         if not hessian:
             _set_plane_limits(ax, cloud.values)
+            method, beta = _region_method(_update_rule(tr))
             if lr is not None:
-                _gd_region(ax, lr)
+                _update_region(ax, lr, method, beta)
         ax.legend(loc="lower left", fontsize=8)
     return fig
 
@@ -462,6 +495,8 @@ def _scalar_panels(tr: Trace) -> list[tuple[str, list[tuple[str, str]]]]:
     panels: list[tuple[str, list[tuple[str, str]]]] = []
     hessian: list[tuple[str, str]] = []
     for op in tr.operators:
+        if _kind(tr, op) in _DYNAMICS_KINDS:
+            continue            # drawn by dynamics_figure
         names = list(tr.scalars(op))
         if _is_hessian(tr, op):
             hessian += [(op, name) for name in names]
@@ -512,6 +547,87 @@ def scalars_figure(trace: TraceLike) -> Figure:
                 ax.xaxis.set_tick_params(labelbottom=True)
         note = "; median over probe batches" if batches else ""
         fig.suptitle(f"{_name(tr)}: summary scalars ({CONVENTION_NOTE}{note})", fontsize=10)
+    return fig
+
+
+_DYNAMICS_KINDS = ("update", "helmholtz")
+
+
+def dynamics_figure(trace: TraceLike) -> Figure:
+    """The run's optimiser and the game's rotation over training.
+
+    From a trace probed with an update rule and/or the Helmholtz split (see
+    :class:`specdiag.SpectrumMonitor`, ``update=`` and ``helmholtz=``):
+
+    * :math:`\\rho(\\partial T)` of the run's update operator, with the line 1: above it
+      the optimiser moves away from the point along some direction at the step size
+      it uses;
+    * the largest stable step size :math:`\\eta^*` from the Jacobian's computed
+      eigenvalues (log scale; where the update has a closed form) against the step size
+      used: training is locally stable only below the curve;
+    * the rotation fraction :math:`\\|A\\|_F^2 / \\|J\\|_F^2` (0: a potential game, 1:
+      purely rotational) with its standard error, and for two players the zero-sum
+      defect (0: zero-sum).
+
+    Raises
+    ------
+    ValueError
+        The trace has neither an ``update`` nor a ``helmholtz`` operator.
+    """
+    with _opened(trace) as tr:
+        _check_plottable(tr)
+        updates, helmholtz = _of_kind(tr, "update"), _of_kind(tr, "helmholtz")
+        if not updates and not helmholtz:
+            raise ValueError(f"{tr.path} has no update or helmholtz operator; probe with "
+                             "update=UpdateRule(...) or helmholtz=N to record them")
+        n = 2 * len(updates) + len(helmholtz)
+        fig = _new_figure(4.6 * n, 3.6)
+        axes = list(fig.subplots(1, n, sharex=True, squeeze=False)[0])
+        rule = _update_rule(tr)
+        for op in updates:
+            sc = tr.scalars(op)
+            ax = axes.pop(0)
+            steps, table = _by_step(tr.steps(op), sc["spectral_radius"])
+            ax.plot(steps, _rowwise(np.nanmedian, table), color="C0", lw=1.2, marker=".")
+            ax.axhline(1.0, color="0.3", lw=0.8)
+            _mark_failed(ax, _failed_steps(tr, [op]))
+            ax.set_title(f"ρ(∂T), {rule.get('method', op)}", fontsize=10)
+            ax.set_xlabel("training step")
+            ax = axes.pop(0)
+            for name, style, label in (("max_stable_lr", "-", "largest stable η"),
+                                       ("lr", "--", "η used")):
+                steps, table = _by_step(tr.steps(op), sc[name])
+                ax.plot(steps, _rowwise(np.nanmedian, table), ls=style, lw=1.2,
+                        marker="." if name == "max_stable_lr" else None, label=label)
+            positive = np.concatenate([sc["max_stable_lr"], sc["lr"]])
+            if (positive[np.isfinite(positive)] > 0).any():
+                ax.set_yscale("log")
+            none = tr.steps(op)[sc["max_stable_lr"] == 0]
+            if none.size:   # no step size is stable: drawn along the bottom edge
+                ax.plot(np.unique(none), np.full(np.unique(none).size, 0.04), ls="",
+                        marker="v", color=_FAILED_COLOR, transform=ax.get_xaxis_transform(),
+                        clip_on=False, label="no stable η (some Re λ ≤ 0)")
+            ax.set_title("step size", fontsize=10)
+            ax.set_xlabel("training step")
+            ax.legend(fontsize=8)
+        for op in helmholtz:
+            sc = tr.scalars(op)
+            ax = axes.pop(0)
+            for name, label in (("rotation_fraction", "rotation ‖A‖²/‖J‖²"),
+                                ("zero_sum_defect", "zero-sum defect")):
+                steps, value = _by_step(tr.steps(op), sc[name])
+                _, se = _by_step(tr.steps(op), sc[f"{name}_se"])
+                mid, err = _rowwise(np.nanmedian, value), _rowwise(np.nanmedian, se)
+                if np.isfinite(mid).any():
+                    line, = ax.plot(steps, mid, lw=1.2, marker=".", label=label)
+                    ax.fill_between(steps, mid - err, mid + err, color=line.get_color(),
+                                    alpha=0.2, lw=0)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title("Helmholtz split of J", fontsize=10)
+            ax.set_xlabel("training step")
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{_name(tr)}: the optimiser's update and the game's rotation "
+                     f"({CONVENTION_NOTE})", fontsize=10)
     return fig
 
 
@@ -730,6 +846,8 @@ def plot_trace(trace: TraceLike, out_dir: Union[str, "os.PathLike[str]"], *,
         :func:`scalars_figure`, every operator of the trace.
     ``batch_spread.FMT``
         :func:`batch_spread_figure`, only when the trace has several probe batches.
+    ``dynamics.FMT``
+        :func:`dynamics_figure`, only when the trace has an update or helmholtz operator.
     ``spectrum.gif``
         :func:`animate_spectrum`, when ``gif`` (not for a Hessian operator).
 
@@ -784,6 +902,8 @@ def plot_trace(trace: TraceLike, out_dir: Union[str, "os.PathLike[str]"], *,
         figures["scalars"] = lambda: scalars_figure(tr)
         if _has_batches(tr, operator):
             figures["batch_spread"] = lambda: batch_spread_figure(tr, operator)
+        if any(_kind(tr, op) in _DYNAMICS_KINDS for op in tr.operators):
+            figures["dynamics"] = lambda: dynamics_figure(tr)
         paths = {name: out / f"{name}.{fmt}" for name in figures}
         animation = out / "spectrum.gif" if gif and complex_plane else None
         _refuse_existing([*paths.values(), *([animation] if animation else [])], force)

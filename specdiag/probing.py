@@ -33,6 +33,8 @@ missing for a player, a loss that is not a scalar) are bugs and always raise.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import sys
 import time
 import warnings
@@ -46,12 +48,15 @@ from torch import nn
 
 from .errors import ConvergenceWarning, LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
 from .distributed import AveragedOperator, ProbeGroup, agree, check_device, check_share, resolve_group
+from .dynamics import UpdateRule
 from .game import Game, unwrap_module
+from .helmholtz import helmholtz_split
 from .memory import probe_memory
 from .linalg import eigs, eigsh
 from .linalg.solvers import BACKENDS
 from .linalg.which import check_which
 from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
+from .stability import max_stable_lr
 from .trace import DEFAULT_SCALARS, STATUSES
 
 __all__ = [
@@ -70,6 +75,10 @@ SCALARS = DEFAULT_SCALARS
 #: What a probe does on a failure: warn and record, record silently, or raise.
 ON_ERROR = ("warn", "ignore", "raise")
 DEFAULT_WHICH = {"jacobian": "LM", "hessian": "LA"}
+#: Update methods whose operator acts on the augmented state (x_t, x_{t-1}).
+_AUGMENTED = ("optimistic", "momentum", "alternating_momentum")
+#: Float32 products resolve relative residuals down to about this.
+_RESIDUAL_FLOOR = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,8 +240,10 @@ def spectrum_scalars(kind: str, eigenvalues: np.ndarray) -> dict[str, float]:
         real = values.real
         return {"max": float(real.max()) if real.size else nan,
                 "min": float(real.min()) if real.size else nan}
+    if kind in ("update", "helmholtz"):   # filled in by the probe, which knows the rule
+        return dict.fromkeys(SCALARS[kind], nan)
     if kind != "jacobian":
-        raise ValueError(f"kind must be 'jacobian' or 'hessian', got {kind!r}")
+        raise ValueError(f"kind must be one of {sorted(SCALARS)}, got {kind!r}")
     if not values.size:
         return dict.fromkeys(SCALARS["jacobian"], nan)
     nonzero = values[values != 0]
@@ -262,10 +273,14 @@ def plan_operators(
     operators: Sequence[str] | None,
     which: str | Mapping[str, str] | None,
     k: int,
+    update: UpdateRule | None = None,
+    helmholtz: int | None = None,
 ) -> list[_Plan]:
     """Check the operator names and ``which``; the solves a probe will run.
 
-    Used by :func:`probe` and by the monitor (to describe the trace's layout).
+    Used by :func:`probe` and by the monitor (to describe the trace's layout). The
+    update operator (``update``) and the Helmholtz split (``helmholtz`` samples) come
+    last, after the Jacobian whose eigenvalues they use.
     """
     valid = ("jacobian", *game.player_names)
     names = valid if operators is None else operators
@@ -304,6 +319,15 @@ def plan_operators(
         size = game.n if kind == "jacobian" else game.sizes[name]
         w = check_which(chosen.get(name, DEFAULT_WHICH[kind]), symmetric=kind == "hessian")
         plans.append(_Plan(name, kind, w, size, min(k, size)))
+    if update is not None:
+        if not isinstance(update, UpdateRule):
+            raise TypeError(f"update must be a specdiag.UpdateRule, got {type(update).__name__}")
+        size = game.n * (2 if update.method in _AUGMENTED else 1)
+        plans.append(_Plan("update", "update", "LM", size, min(k, size)))
+    if helmholtz is not None:
+        if isinstance(helmholtz, bool) or not isinstance(helmholtz, int) or helmholtz < 2:
+            raise ValueError(f"helmholtz must be a number of samples >= 2, got {helmholtz!r}")
+        plans.append(_Plan("helmholtz", "helmholtz", "", game.n, 0))
     return plans
 
 
@@ -359,6 +383,8 @@ def probe(
     basis_device: torch.device | str | None = None,
     basis_dtype: torch.dtype | None = None,
     shard_basis: bool = False,
+    update: UpdateRule | None = None,
+    helmholtz: int | None = None,
 ) -> ProbeRecord:
     r"""Probe the spectra of a game's operators at the current parameters.
 
@@ -421,6 +447,20 @@ def probe(
     shard_basis : bool
         In a distributed probe, shard each Krylov basis over the ranks (each keeps
         ``1/W`` of every vector); same eigenvalues. No effect in a single process.
+    update : UpdateRule, optional
+        Also probe the update operator :math:`\partial T` of the run's optimiser
+        (operator ``"update"``, kind ``"update"``): its ``k`` eigenvalues of largest
+        modulus, with scalars ``spectral_radius`` (:math:`\rho`, the largest
+        :math:`|\mu|` computed), ``max_stable_lr`` (:func:`~specdiag.max_stable_lr` of
+        the Jacobian's computed eigenvalues for the rule's method; NaN without a closed
+        form or without the Jacobian) and ``lr`` (the step size used). Its eigenvalues
+        cluster near 1 at small step sizes, so its tolerance is ``tol`` times
+        :math:`\min(1, \eta|\lambda|_{\max})` (the Jacobian's), no lower than 1e-6:
+        :math:`\rho - 1` is then resolved.
+    helmholtz : int, optional
+        Also estimate the Helmholtz split of the Jacobian from this many Hutchinson
+        samples (operator ``"helmholtz"``, kind ``"helmholtz"``, no eigenvalues; scalars
+        as :class:`~specdiag.HelmholtzEstimate`'s).
 
     Before the solves, once the field is built, the probe compares the memory the
     solves need (:func:`~specdiag.memory.probe_memory`) with the memory free on each
@@ -448,7 +488,7 @@ def probe(
     0.15
     """
     check_settings(k, tol, ncv, maxiter, max_matvecs, seed, on_error, backend)
-    plans = plan_operators(game, operators, which, int(k))
+    plans = plan_operators(game, operators, which, int(k), update, helmholtz)
     share = check_share(shard_weight)
     group = resolve_group(distributed)
     if group is not None:
@@ -466,6 +506,7 @@ def probe(
             failure = _memory_failure(
                 game, plans, ncv=ncv, basis_device=basis_device, basis_dtype=basis_dtype,
                 world_size=1 if group is None else group.world_size, shard_basis=shard,
+                update=None if update is None else update.method,
             )
         own_failure = failure is not None
         weight = 1.0
@@ -490,12 +531,17 @@ def probe(
             problems.append(f"{what} ({status}): {message}")
         else:
             for plan in plans:
-                records[plan.name] = _solve(
-                    field_, plan, tol=tol, ncv=ncv, maxiter=maxiter, max_matvecs=max_matvecs,
-                    seed=seed, backend=backend, on_error=on_error, group=group, weight=weight,
+                settings = dict(
+                    tol=tol, ncv=ncv, maxiter=maxiter, max_matvecs=max_matvecs, seed=seed,
+                    backend=backend, on_error=on_error, group=group, weight=weight,
                     basis=dict(basis_device=basis_device, basis_dtype=basis_dtype,
                                basis_group=(group.group or True) if shard else None),
                 )
+                if plan.kind in ("update", "helmholtz"):
+                    records[plan.name] = _probe_dynamics(
+                        field_, plan, records.get("jacobian"), update, helmholtz, **settings)
+                else:
+                    records[plan.name] = _solve(field_, plan, **settings)
             problems.extend(
                 f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
                 for r in records.values() if r.status != "ok"
@@ -532,14 +578,15 @@ def _solve(
     field_: GameField, plan: _Plan, *, tol: float, ncv: int | None, maxiter: int | None,
     max_matvecs: int | None, seed: int | None, backend: str, on_error: str,
     group: ProbeGroup | None, weight: float, basis: Mapping[str, Any],
+    op: LinearOperator | None = None,
 ) -> OperatorRecord:
     """One operator's solve on the probe's field, failures recorded; with a ``group``
-    the products are averaged over its ranks with this rank's ``weight``."""
-    op: LinearOperator
-    if plan.kind == "jacobian":
-        op, solver = GameJacobian.from_field(field_), eigs
-    else:
-        op, solver = PlayerHessian.from_field(field_, plan.name), eigsh
+    the products are averaged over its ranks with this rank's ``weight``. ``op`` is the
+    operator (default: the plan's Jacobian or Hessian)."""
+    solver = eigsh if plan.kind == "hessian" else eigs
+    if op is None:
+        op = GameJacobian.from_field(field_) if plan.kind == "jacobian" else \
+            PlayerHessian.from_field(field_, plan.name)
     if group is not None:
         op = AveragedOperator(op, group, weight)
     generator = torch.Generator(device=op.device).manual_seed(0 if seed is None else int(seed))
@@ -573,6 +620,62 @@ def _solve(
     )
 
 
+def _probe_dynamics(
+    field_: GameField, plan: _Plan, jacobian: OperatorRecord | None,
+    update: UpdateRule | None, helmholtz: int | None, *, tol: float, seed: int | None,
+    on_error: str, group: ProbeGroup | None, weight: float, **settings: Any,
+) -> OperatorRecord:
+    """The update operator's solve, or the Helmholtz estimate, on the probe's Jacobian."""
+    J = GameJacobian.from_field(field_)
+    computed = np.empty(0, dtype=np.complex128)
+    if jacobian is not None:
+        computed = jacobian.eigenvalues[np.isfinite(jacobian.eigenvalues)]
+    if plan.kind == "helmholtz":
+        return _helmholtz(plan, J, int(helmholtz), seed, on_error, group, weight)
+    assert update is not None
+    try:
+        op = update.operator(J)   # reads the optimizers' state now
+    except Exception as exc:      # e.g. an optimizer that has not stepped yet
+        if on_error == "raise":
+            raise
+        return _failed(plan, "error", _describe(exc), 0, 0.0)
+    # ‖HJ‖ <= max step size * |λ|max: the scale of ρ - 1, which the tolerance must resolve
+    scale = float(op.step_sizes.abs().max()) * (np.abs(computed).max() if computed.size else 1.0)
+    record = _solve(field_, plan, tol=max(tol * min(1.0, scale), _RESIDUAL_FLOOR), seed=seed,
+                    on_error=on_error, group=group, weight=weight, op=op, **settings)
+    bound = float("nan")
+    if update.closed_form is not None and computed.size:
+        bound = max_stable_lr(computed, update.closed_form, beta=update.beta or 0.0).lr
+    finite = record.eigenvalues[np.isfinite(record.eigenvalues)]
+    scalars = {"spectral_radius": float(np.abs(finite).max()) if finite.size else float("nan"),
+               "max_stable_lr": bound, "lr": update.step_size}
+    return dataclasses.replace(record, scalars=scalars)
+
+
+def _helmholtz(plan: _Plan, J: GameJacobian, n_samples: int, seed: int | None, on_error: str,
+               group: ProbeGroup | None, weight: float) -> OperatorRecord:
+    """The Helmholtz split of J (averaged over the group's ranks) as a record."""
+    start = time.perf_counter()
+    op = J if group is None else AveragedOperator(J, group, weight)
+    try:
+        estimate = helmholtz_split(op, n_samples, seed=0 if seed is None else int(seed))
+    except Exception as exc:  # recorded, not raised: a probe must not stop training
+        if on_error == "raise":
+            raise
+        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
+        return _failed(plan, status, _describe(exc), op.n_products, time.perf_counter() - start)
+    scalars = {name: (float("nan") if value is None else float(value))
+               for name, value in dataclasses.asdict(estimate).items() if name in SCALARS["helmholtz"]}
+    nonfinite = not all(math.isfinite(v) for k, v in scalars.items() if not k.startswith("zero_sum"))
+    return OperatorRecord(
+        name=plan.name, kind=plan.kind, which=plan.which,
+        eigenvalues=np.empty(0, dtype=np.complex128), residuals=np.empty(0),
+        converged=np.empty(0, dtype=bool), n_matvec=estimate.n_matvec,
+        wall_time=time.perf_counter() - start, status="nonfinite" if nonfinite else "ok",
+        message="", scalars=scalars,
+    )
+
+
 def _build_field(
     game: Game, batch: Any, seed: int | None
 ) -> tuple[GameField | None, tuple[str, str, Exception] | None]:
@@ -587,13 +690,13 @@ def _build_field(
 
 def _memory_failure(
     game: Game, plans: Sequence[_Plan], *, ncv: int | None, basis_device: Any,
-    basis_dtype: torch.dtype | None, world_size: int, shard_basis: bool,
+    basis_dtype: torch.dtype | None, world_size: int, shard_basis: bool, update: str | None,
 ) -> tuple[str, str, Exception] | None:
     """A failure when the solves would not fit in the memory free now, else None."""
     memory = probe_memory(
         game, k=max(p.k for p in plans), ncv=ncv, operators=[p.name for p in plans],
         basis_device=basis_device, basis_dtype=basis_dtype, world_size=world_size,
-        shard_basis=shard_basis,
+        shard_basis=shard_basis, update=update,
     )
     reason = memory.shortfall()
     return None if reason is None else ("error", reason, MemoryError(reason))

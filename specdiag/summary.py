@@ -27,8 +27,14 @@ __all__ = ["probe_rows", "trace_warnings", "summary_dict", "format_summary", "BU
 #: the k-th eigenvalue is then not told apart from its unseen neighbours.
 BULK_GAP = 10.0
 
-_JACOBIAN_COLUMNS = (("min_real", "min Re λ"), ("max_imag", "max |Im λ|"),
-                     ("max_imag_over_real", "max |Im/Re|"), ("spectral_radius", "|λ|max"))
+#: The table's scalar columns per operator kind: (scalar, heading; {op} is the operator).
+_COLUMNS = {
+    "jacobian": (("min_real", "min Re λ"), ("max_imag", "max |Im λ|"),
+                 ("max_imag_over_real", "max |Im/Re|"), ("spectral_radius", "|λ|max")),
+    "hessian": (("max", "{op} λmax"), ("min", "{op} λmin")),
+    "update": (("spectral_radius", "ρ(∂T)"), ("max_stable_lr", "largest stable lr")),
+    "helmholtz": (("rotation_fraction", "rotation"), ("zero_sum_defect", "zero-sum defect")),
+}
 
 
 def _kind(trace: Trace, op: str) -> str:
@@ -96,6 +102,8 @@ def trace_warnings(trace: Trace) -> list[str]:
 
     * a solve that did not end ``ok`` (unconverged, product budget, NaN/Inf, error),
       with its message;
+    * an update operator with :math:`\\rho(\\partial T) > 1` (the optimiser, at its step
+      size, moves away locally);
     * a solve whose ``k`` reaches into the bulk: its last two wanted eigenvalues are
       closer than :data:`BULK_GAP` times the solver tolerance (relative to
       :math:`|\\lambda|_{\\max}`), so the last eigenvalues are unreliable: use a
@@ -115,9 +123,19 @@ def trace_warnings(trace: Trace) -> list[str]:
             if status != "ok":
                 message = trace.messages(op)[i]
                 lines.append(f"{where}: {op}: {status}" + (f" ({message})" if message else ""))
+            if layout[op]["kind"] not in ("jacobian", "hessian"):
+                continue   # update eigenvalues cluster at 1 by nature; no bulk to reach
             gap = _bulk_gap(trace.eigenvalues(op)[i], layout[op]["which"])
             if gap < BULK_GAP * tol:
                 bulk.setdefault(op, []).append(int(steps[i]))
+    for op in (o for o in trace.operators if layout[o]["kind"] == "update"):
+        rho = trace.scalars(op)["spectral_radius"]
+        above = np.flatnonzero(rho > 1)
+        if above.size:
+            shown = ", ".join(map(str, steps[above][:8])) + (", ..." if above.size > 8 else "")
+            lines.append(f"{op}: ρ(∂T) > 1 at {above.size} probe(s) (steps {shown}): at the "
+                         "step size used the optimiser moves away from the point along some "
+                         "direction")
     for op, at in bulk.items():
         shown = ", ".join(map(str, at[:8])) + (", ..." if len(at) > 8 else "")
         lines.append(f"{op}: k reaches into the bulk at {len(at)} probe(s) (steps {shown}): "
@@ -153,8 +171,8 @@ def summary_dict(trace: Trace) -> dict[str, Any]:
     })
 
 
-def _number(x: float) -> str:
-    return "nan" if math.isnan(x) else ("inf" if math.isinf(x) else f"{x:.4g}")
+def _number(x: float, digits: int = 4) -> str:
+    return "nan" if math.isnan(x) else ("inf" if math.isinf(x) else f"{x:.{digits}g}")
 
 
 def format_summary(trace: Trace) -> str:
@@ -164,20 +182,19 @@ def format_summary(trace: Trace) -> str:
     ops = trace.operators
     header = ["step"] + (["batch"] if several else []) + ["status"]
     for op in ops:
-        header += [f"{op} conv", f"{op} products"]
-        if _kind(trace, op) == "jacobian":
-            header += [title for _, title in _JACOBIAN_COLUMNS]
-        else:
-            header += [f"{op} λmax", f"{op} λmin"]
+        kind = _kind(trace, op)
+        header += ([] if kind == "helmholtz" else [f"{op} conv"]) + [f"{op} products"]
+        header += [title.format(op=op) for _, title in _COLUMNS.get(kind, ())]
     table = [header]
     for r in rows:
         line = [str(r["step"])] + ([str(r["batch"])] if several else []) + [r["status"]]
         for op in ops:
-            o = r["operators"][op]
-            line += [f"{o['converged']}/{o['eigenvalues']}", str(o["n_matvec"])]
-            names = ([n for n, _ in _JACOBIAN_COLUMNS] if _kind(trace, op) == "jacobian"
-                     else ["max", "min"])
-            line += [_number(o[n]) for n in names]
+            o, kind = r["operators"][op], _kind(trace, op)
+            if kind != "helmholtz":
+                line.append(f"{o['converged']}/{o['eigenvalues']}")
+            line.append(str(o["n_matvec"]))
+            line += [_number(o[name], 7 if kind == "update" else 4)
+                     for name, _ in _COLUMNS.get(kind, ())]
         table.append(line)
     widths = [max(len(row[j]) for row in table) for j in range(len(header))]
     text = [f"{trace.path}: {len(rows)} probe(s), operators {', '.join(ops)}; "

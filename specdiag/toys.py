@@ -505,6 +505,8 @@ class MoGGAN:
     latent : int
     loss : str
     consensus : float
+    optimizers : dict
+        ``{player: torch.optim.Optimizer}`` of the latest :meth:`train` (empty before).
     game : Game
         Players ``"generator"`` and ``"discriminator"``, losses :meth:`losses`; its
         batch is a dict from :meth:`sample`.
@@ -529,6 +531,7 @@ class MoGGAN:
         self.generator, self.discriminator = generator, discriminator
         self.centres, self.std, self.latent, self.loss = centres, float(std), int(latent), loss
         self.consensus = float(consensus)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.game = Game({"generator": generator, "discriminator": discriminator}, self.losses)
 
     @property
@@ -603,7 +606,9 @@ class MoGGAN:
             Learning rate of both optimisers.
         batch_size : int
         optimizer : {"adam", "sgd", "rmsprop"}
-            One optimiser per player, created afresh by each call.
+            One optimiser per player, created afresh by each call and kept in
+            :attr:`optimizers` (``{player: optimizer}``), e.g. for
+            ``UpdateRule(..., optimizers=lambda: gan.optimizers)``.
         betas : tuple of float
             Adam's :math:`(\beta_1, \beta_2)`.
         momentum : float
@@ -634,6 +639,7 @@ class MoGGAN:
             opts = {p: torch.optim.SGD(params[p], lr=lr, momentum=momentum) for p in players}
         else:
             opts = {p: torch.optim.RMSprop(params[p], lr=lr, momentum=momentum) for p in players}
+        self.optimizers = opts
         rng = torch.Generator(device=self.device).manual_seed(seed)
         history = {p: torch.empty(steps, dtype=torch.float64) for p in players}
         for step in range(steps):

@@ -33,20 +33,24 @@ def test_demo_writes_traces_figures_and_summary(demo_dir):
                            ("consensus-game", "consensus")]:
         tr = open_trace(out / f"{name}.h5")
         np.testing.assert_array_equal(tr.probe_steps(), [0, 10, 20, 29])
-        expected = ("jacobian",) if name == "consensus-game" else (
-            "jacobian", "generator", "discriminator")
+        expected = ("jacobian", "helmholtz") if name == "consensus-game" else (
+            "jacobian", "generator", "discriminator", "update", "helmholtz")
         assert tr.operators == expected
+        if name != "consensus-game":   # RMSProp's effective step: preconditioned GD
+            rule = tr.meta["config"]["update"]
+            assert rule["method"] == "gd" and rule["preconditioner"] == "callable"
+            assert (tr.status("update") == "ok").all()
         assert tr.meta["config"]["metadata"]["run"] == run_name
         assert (tr.status("jacobian") == "ok").all()
         figures = sorted(p.name for p in (out / name).iterdir())
-        assert "spectrum.png" in figures and "spectrum.gif" in figures, figures
+        assert {"spectrum.png", "spectrum.gif", "dynamics.png"} <= set(figures), figures
     assert any((out / "compare").iterdir())
     assert (out / "samples.png").stat().st_size > 0
     summary = (out / "summary.txt").read_text(encoding="utf-8")
     assert summary in run.stdout
     header = summary.splitlines()[5]
     assert [label in header for label in TRACE_LABELS.values()] == [True] * 3
-    assert "modes covered" in summary
+    assert "modes covered" in summary and "ρ(∂T)" in summary
 
 
 def test_consensus_run_measures_both_fields(demo_dir):

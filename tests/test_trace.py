@@ -120,7 +120,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     np.testing.assert_array_equal(probes["batch_index"], [0, 1, 0])
 
     meta = tr.meta
-    assert meta["schema"] == "specdiag-trace" and meta["schema_version"] == "1.0"
+    assert meta["schema"] == "specdiag-trace" and meta["schema_version"] == "1.1"
     assert meta["convention"] == "descent"
     assert meta["config"] == {"every": 10, "k": 3, "operators": ["jacobian"]}
     assert meta["versions"]["torch"] == "2.13.0" and meta["versions"]["h5py"] == h5py.__version__
