@@ -52,7 +52,7 @@ TRACES = {
     "consensus": "v + γJᵀv (the field consensus optimisation follows)",
 }
 #: Hutchinson samples of the Helmholtz split at every probe.
-HELMHOLTZ_SAMPLES = 16
+HELMHOLTZ_SAMPLES = 8
 #: Short labels of the traces in figures and the summary.
 TRACE_LABELS = {"simultaneous": "simultaneous GD: J", "consensus-game": "consensus: J",
                 "consensus": "consensus: J of v+γJᵀv"}

@@ -478,6 +478,10 @@ class UpdateRule:
         callable returning them at probe time): their second moments precondition the
         step, :math:`\partial T` then uses :math:`\eta P^{-1} J`
         (:func:`optimizer_preconditioner`). Read afresh at every probe.
+    k : int
+        Eigenvalues of :math:`\partial T` computed per probe (at most the probe's
+        ``k``). :math:`\rho` needs only the largest; the eigenvalues of
+        :math:`\partial T` cluster near 1, so each one more costs many products.
 
     Examples
     --------
@@ -492,10 +496,13 @@ class UpdateRule:
     gamma: float | None = None
     order: Sequence[str] | None = None
     optimizers: Optimizers | Callable[[], Optimizers] | None = None
+    k: int = 3
 
     def __post_init__(self) -> None:
         if self.method not in UPDATE_METHODS:
             raise ValueError(f"unknown update method {self.method!r}; choose one of {UPDATE_METHODS}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive integer, got {self.k!r}")
         lrs = self.lr.values() if isinstance(self.lr, Mapping) else [self.lr]
         for value in lrs:
             _positive("lr", value)
@@ -535,7 +542,7 @@ class UpdateRule:
                 "lr": dict(self.lr) if isinstance(self.lr, Mapping) else float(self.lr),
                 "beta": self.beta, "gamma": self.gamma,
                 "order": list(self.order) if self.order is not None else None,
-                "preconditioner": optimizers}
+                "preconditioner": optimizers, "k": self.k}
 
 
 def optimizer_preconditioner(

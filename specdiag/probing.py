@@ -323,7 +323,7 @@ def plan_operators(
         if not isinstance(update, UpdateRule):
             raise TypeError(f"update must be a specdiag.UpdateRule, got {type(update).__name__}")
         size = game.n * (2 if update.method in _AUGMENTED else 1)
-        plans.append(_Plan("update", "update", "LM", size, min(k, size)))
+        plans.append(_Plan("update", "update", "LM", size, min(k, update.k, size)))
     if helmholtz is not None:
         if isinstance(helmholtz, bool) or not isinstance(helmholtz, int) or helmholtz < 2:
             raise ValueError(f"helmholtz must be a number of samples >= 2, got {helmholtz!r}")
