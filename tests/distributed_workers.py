@@ -81,6 +81,8 @@ def _entry(target, rank: int, world_size: int, tmp: str, timeout: float, args: t
 # ---------------------------------------------------------------------- shared pieces
 GLOBAL_BATCH = 24
 PROBE = dict(k=4, tol=1e-10, seed=0)
+#: The run's update operator and the Helmholtz split, probed along with the spectra.
+DYNAMICS = dict(update=sd.UpdateRule("gd", lr=0.1), helmholtz=4)
 
 
 def tiny_gan(dtype: torch.dtype = torch.float64) -> toys.MoGGAN:
@@ -96,7 +98,15 @@ def shard(batch: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, to
 
 
 def eigenvalues(record: sd.ProbeRecord) -> dict[str, np.ndarray]:
-    return {name: op.eigenvalues for name, op in record.items()}
+    """The eigenvalues of the spectra probed (the Jacobian and the Hessians)."""
+    return {name: op.eigenvalues for name, op in record.items() if op.kind in ("jacobian", "hessian")}
+
+
+def dynamics(record: sd.ProbeRecord) -> dict[str, float]:
+    """ρ(∂T) of the update operator and the Helmholtz rotation fraction of a probe."""
+    return {"rho": record["update"].scalars["spectral_radius"],
+            "rotation": record["helmholtz"].scalars["rotation_fraction"],
+            "defect": record["helmholtz"].scalars["zero_sum_defect"]}
 
 
 # ---------------------------------------------------------------------- equality
@@ -110,14 +120,17 @@ def probe_equality(rank: int, world_size: int, sizes: list[int] | None = None) -
     sizes = sizes or [GLOBAL_BATCH // world_size] * world_size
     start = sum(sizes[:rank])
     weight = sizes[rank] if len(set(sizes)) > 1 else None
-    record = sd.probe(gan.game, shard(batch, start, start + sizes[rank]), shard_weight=weight, **PROBE)
+    record = sd.probe(gan.game, shard(batch, start, start + sizes[rank]), shard_weight=weight,
+                      **PROBE, **DYNAMICS)
     sharded = sd.probe(gan.game, shard(batch, start, start + sizes[rank]), shard_weight=weight,
                        shard_basis=True, **PROBE)
     out = {"distributed": eigenvalues(record), "losses": record.losses, "status": record.status,
+           "dynamics": dynamics(record),
            "sharded": eigenvalues(sharded), "eigs": sharded_eigs(rank, world_size)}
     if rank == 0:
-        alone = sd.probe(gan.game, batch, distributed=False, **PROBE)
-        out.update(alone=eigenvalues(alone), alone_losses=alone.losses)
+        alone = sd.probe(gan.game, batch, distributed=False, **PROBE, **DYNAMICS)
+        out.update(alone=eigenvalues(alone), alone_losses=alone.losses,
+                   alone_dynamics=dynamics(alone))
     return out
 
 

@@ -48,6 +48,9 @@ def test_distributed_probe_equals_one_process_on_the_concatenated_batch(world_si
         assert_close(result["sharded"], result["distributed"], rtol=1e-10)
         for player, loss in result["losses"].items():
             assert loss == pytest.approx(results[0]["alone_losses"][player], rel=1e-12)
+        # the update operator and the Helmholtz split are the global batch's too
+        for name, value in result["dynamics"].items():
+            assert value == pytest.approx(results[0]["alone_dynamics"][name], rel=RTOL), name
 
 
     eigs = results[0]["eigs"]

@@ -33,6 +33,7 @@ def test_probe_records_the_update_operator_against_dense(small, method, beta):
     rec = sd.probe(g.game, k=4, operators=("jacobian",), update=rule, tol=1e-8)
     u = rec["update"]
     assert u.kind == "update" and u.status == "ok"
+    assert u.eigenvalues.size in (rule.k, rule.k + 1)   # k = 3 by default, a pair kept whole
     if method == "gd":
         T = np.eye(n) - LR * J
     else:
@@ -88,6 +89,8 @@ def test_bad_dynamics_settings_are_refused(small):
         sd.UpdateRule("adam", lr=0.1)
     with pytest.raises(ValueError, match="lr"):
         sd.UpdateRule("gd", lr=-1.0)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        sd.UpdateRule("gd", lr=0.1, k=0)
 
 
 def test_monitor_trace_summary_and_plots(tmp_path):
