@@ -590,6 +590,7 @@ def dynamics_figure(trace: TraceLike) -> Figure:
             steps, table = _by_step(tr.steps(op), sc["spectral_radius"])
             ax.plot(steps, _rowwise(np.nanmedian, table), color="C0", lw=1.2, marker=".")
             ax.axhline(1.0, color="0.3", lw=0.8)
+            _scalar_axis(ax, "spectral_radius")   # log scale when it spans decades
             _mark_failed(ax, _failed_steps(tr, [op]))
             ax.set_title(f"ρ(∂T), {rule.get('method', op)}", fontsize=10)
             ax.set_xlabel("training step")
@@ -606,7 +607,7 @@ def dynamics_figure(trace: TraceLike) -> Figure:
             if none.size:   # no step size is stable: drawn along the bottom edge
                 ax.plot(np.unique(none), np.full(np.unique(none).size, 0.04), ls="",
                         marker="v", color=_FAILED_COLOR, transform=ax.get_xaxis_transform(),
-                        clip_on=False, label="no stable η (some Re λ ≤ 0)")
+                        clip_on=False, label="no stable η")
             ax.set_title("step size", fontsize=10)
             ax.set_xlabel("training step")
             ax.legend(fontsize=8)

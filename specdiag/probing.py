@@ -452,8 +452,12 @@ def probe(
         (operator ``"update"``, kind ``"update"``): its ``k`` eigenvalues of largest
         modulus, with scalars ``spectral_radius`` (:math:`\rho`, the largest
         :math:`|\mu|` computed), ``max_stable_lr`` (:func:`~specdiag.max_stable_lr` of
-        the Jacobian's computed eigenvalues for the rule's method; NaN without a closed
-        form or without the Jacobian) and ``lr`` (the step size used). Its eigenvalues
+        the Jacobian's computed eigenvalues for the rule's method; for gradient descent
+        with per-player step sizes or a preconditioner, of the eigenvalues
+        :math:`\nu = (1 - \mu)/\eta` of :math:`(H/\eta)J` from :math:`\partial T`'s
+        computed ones, so the bound is on :math:`\eta`, the largest step size, with the
+        others in proportion; NaN for the other methods without a closed form, or
+        without the Jacobian) and ``lr`` (the step size used). Its eigenvalues
         cluster near 1 at small step sizes, so its tolerance is ``tol`` times
         :math:`\min(1, \eta|\lambda|_{\max})` (the Jacobian's), no lower than 1e-6:
         :math:`\rho - 1` is then resolved.
@@ -643,10 +647,14 @@ def _probe_dynamics(
     scale = float(op.step_sizes.abs().max()) * (np.abs(computed).max() if computed.size else 1.0)
     record = _solve(field_, plan, tol=max(tol * min(1.0, scale), _RESIDUAL_FLOOR), seed=seed,
                     on_error=on_error, group=group, weight=weight, op=op, **settings)
+    finite = record.eigenvalues[np.isfinite(record.eigenvalues)]
     bound = float("nan")
     if update.closed_form is not None and computed.size:
         bound = max_stable_lr(computed, update.closed_form, beta=update.beta or 0.0).lr
-    finite = record.eigenvalues[np.isfinite(record.eigenvalues)]
+    elif update.method == "gd" and finite.size:
+        # ∂T = I - η (H/η) J for preconditioned or per-player steps: ν = (1 - μ)/η are
+        # eigenvalues of (H/η) J, and GD's bound on them is the largest stable η
+        bound = max_stable_lr((1 - finite) / update.step_size, "gd").lr
     scalars = {"spectral_radius": float(np.abs(finite).max()) if finite.size else float("nan"),
                "max_stable_lr": bound, "lr": update.step_size}
     return dataclasses.replace(record, scalars=scalars)

@@ -65,7 +65,29 @@ def test_preconditioned_rule_reads_the_optimizers_at_each_probe():
     rec = sd.probe(g.game, k=3, operators=("jacobian",), update=rule, tol=1e-8)
     T = np.eye(J.shape[0]) - LR * J / P[:, None]
     assert rec["update"].scalars["spectral_radius"] == pytest.approx(dense_rho(T), rel=1e-6)
-    assert np.isnan(rec["update"].scalars["max_stable_lr"])   # no closed form
+    # no closed form on J: the bound comes from ν = (1 - μ)/η of the computed μ, and
+    # agrees with the dense preconditioned operator's where those eigenvalues bind
+    mu = rec["update"].eigenvalues
+    expected = sd.max_stable_lr((1 - mu) / LR, "gd").lr
+    assert rec["update"].scalars["max_stable_lr"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_largest_stable_step_of_per_player_step_sizes():
+    """Dirac-GAN with R1 at its equilibrium: J = [[0, 1/2], [-1/2, γ]], eigenvalues with
+    Re λ > 0. With step sizes (η_G, η_D) = (0.5η, η) the step is I - η diag(0.5, 1) J,
+    stable for η below max_stable_lr of the eigenvalues of diag(0.5, 1) J."""
+    from specdiag import toys
+
+    toy = toys.dirac_gan(loss="standard", r1=0.6)
+    rule = sd.UpdateRule("gd", lr={"generator": 0.25, "discriminator": 0.5})
+    rec = sd.probe(toy.game, k=2, update=rule, operators=("jacobian",))
+    J = np.array([[0.0, 0.5], [-0.5, 0.6]])
+    nu = np.linalg.eigvals(np.diag([0.5, 1.0]) @ J)
+    bound = sd.max_stable_lr(nu, "gd")
+    assert bound.exists
+    assert rec["update"].scalars["max_stable_lr"] == pytest.approx(bound.lr, rel=1e-10)
+    rho = lambda eta: np.abs(np.linalg.eigvals(np.eye(2) - eta * np.diag([0.5, 1.0]) @ J)).max()  # noqa: E731
+    assert rho(0.99 * bound.lr) < 1 < rho(1.01 * bound.lr)
 
 
 def test_probe_records_the_helmholtz_split(small):
