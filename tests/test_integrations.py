@@ -21,7 +21,6 @@ from accelerate import Accelerator
 from ignite.engine import Engine, Events
 from torch.utils.data import DataLoader, TensorDataset
 
-import specdiag as sd
 from specdiag import toys
 from specdiag.integrations.ignite import SpectrumHandler, attach_spectrum_monitor
 from specdiag.integrations.lightning import SpectrumCallback
