@@ -43,8 +43,8 @@ def _kind(trace: Trace, op: str) -> str:
 
 def probe_rows(trace: Trace) -> list[dict[str, Any]]:
     """One dict per probe row: step, batch, status, seconds, and per operator
-    ``converged`` (count), ``width`` (eigenvalues asked for), ``n_matvec``, ``status``
-    and its scalars.
+    ``status``, ``converged`` (count), ``eigenvalues`` (finite ones computed),
+    ``n_matvec``, ``message`` and its scalars.
 
     Parameters
     ----------
@@ -57,6 +57,13 @@ def probe_rows(trace: Trace) -> list[dict[str, Any]]:
         JSON-serialisable (NaN for missing numbers).
     """
     probes = trace.probes()
+    columns = {op: {"status": trace.status(op),
+                    "converged": trace.converged(op).sum(axis=1),
+                    "eigenvalues": np.isfinite(trace.eigenvalues(op)).sum(axis=1),
+                    "n_matvec": trace.n_matvec(op),
+                    "message": trace.messages(op),
+                    "scalars": trace.scalars(op)}
+               for op in trace.operators}
     rows = []
     for i in range(len(trace)):
         row: dict[str, Any] = {
@@ -66,15 +73,14 @@ def probe_rows(trace: Trace) -> list[dict[str, Any]]:
             "seconds": float(probes["wall_time"][i]),
             "operators": {},
         }
-        for op in trace.operators:
-            finite = np.isfinite(trace.eigenvalues(op)[i])
+        for op, c in columns.items():
             row["operators"][op] = {
-                "status": str(trace.status(op)[i]),
-                "converged": int(trace.converged(op)[i].sum()),
-                "eigenvalues": int(finite.sum()),
-                "n_matvec": int(trace.n_matvec(op)[i]),
-                "message": str(trace.messages(op)[i]),
-                **{name: float(values[i]) for name, values in trace.scalars(op).items()},
+                "status": str(c["status"][i]),
+                "converged": int(c["converged"][i]),
+                "eigenvalues": int(c["eigenvalues"][i]),
+                "n_matvec": int(c["n_matvec"][i]),
+                "message": str(c["message"][i]),
+                **{name: float(values[i]) for name, values in c["scalars"].items()},
             }
         rows.append(row)
     return rows
@@ -112,21 +118,21 @@ def trace_warnings(trace: Trace) -> list[str]:
     config = trace.meta.get("config", {})
     tol = float(config.get("tol", 1e-3) or 1e-3)
     layout = trace.meta["layout"]["operators"]
-    steps, batches = trace.probes()["step"], trace.probes()["batch_index"]
+    probes = trace.probes()
+    steps, batches = probes["step"], probes["batch_index"]
     several = bool(np.any(batches > 0))
     lines = []
     bulk: dict[str, list[int]] = {}
-    for i in range(len(trace)):
-        where = f"step {steps[i]}" + (f" batch {batches[i]}" if several else "")
-        for op in trace.operators:
-            status = trace.status(op)[i]
-            if status != "ok":
-                message = trace.messages(op)[i]
-                lines.append(f"{where}: {op}: {status}" + (f" ({message})" if message else ""))
-            if layout[op]["kind"] not in ("jacobian", "hessian"):
-                continue   # update eigenvalues cluster at 1 by nature; no bulk to reach
-            gap = _bulk_gap(trace.eigenvalues(op)[i], layout[op]["which"])
-            if gap < BULK_GAP * tol:
+    for op in trace.operators:
+        status, messages = trace.status(op), trace.messages(op)
+        for i in np.flatnonzero(status != "ok"):
+            where = f"step {steps[i]}" + (f" batch {batches[i]}" if several else "")
+            lines.append(f"{where}: {op}: {status[i]}"
+                         + (f" ({messages[i]})" if messages[i] else ""))
+        if layout[op]["kind"] not in ("jacobian", "hessian"):
+            continue   # update eigenvalues cluster at 1 by nature; no bulk to reach
+        for i, values in enumerate(trace.eigenvalues(op)):
+            if _bulk_gap(values, layout[op]["which"]) < BULK_GAP * tol:
                 bulk.setdefault(op, []).append(int(steps[i]))
     for op in (o for o in trace.operators if layout[o]["kind"] == "update"):
         rho = trace.scalars(op)["spectral_radius"]
