@@ -170,15 +170,18 @@ def mode_coverage(samples: np.ndarray, centres: np.ndarray, std: float) -> dict[
 
 
 def _outputs(out: Path) -> list[Path]:
-    """Files the demo writes (checked before anything runs)."""
-    return [out / f"{name}.h5" for name in TRACES] + [out / "samples.png", out / "summary.txt"]
+    """Files and figure directories the demo writes (checked before anything runs)."""
+    return ([out / f"{name}.h5" for name in TRACES] + [out / name for name in TRACES]
+            + [out / "compare", out / "samples.png", out / "summary.txt"])
 
 
 def _check_out(out: Path, force: bool) -> None:
+    """Refuse, unless ``force``, when an output file or a non-empty figure directory exists."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     for path in _outputs(out):
-        if path.exists() and not force:
+        taken = any(path.iterdir()) if path.is_dir() else path.exists()
+        if taken and not force:
             raise FileExistsError(f"{path} exists; pass --force to overwrite")
 
 

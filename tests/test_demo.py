@@ -103,3 +103,13 @@ def test_mode_coverage_counts_modes_and_quality():
     assert 0.95 <= c["high_quality"] <= 1.0
     far = np.full((10, 2), 5.0)
     assert mode_coverage(far, centres, std=0.01) == {"modes": 0, "of": 4, "high_quality": 0.0}
+
+
+def test_demo_refuses_a_directory_holding_earlier_figures(tmp_path):
+    mine = tmp_path / "out" / "compare" / "compare.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"mine")
+    run = specdiag("demo", "--out", tmp_path / "out", *ARGS)
+    assert run.returncode == 2 and "compare exists; pass --force" in run.stderr, run.stderr
+    assert mine.read_bytes() == b"mine"
+    assert not (tmp_path / "out" / "simultaneous.h5").exists()
