@@ -40,7 +40,7 @@ from bench_eigs import write_section  # noqa: E402
 
 import specdiag as sd  # noqa: E402
 from specdiag import toys  # noqa: E402
-from specdiag.memory import probe_memory  # noqa: E402
+from specdiag.probing.memory import probe_memory  # noqa: E402
 
 START, END = "<!-- bench_distributed:start -->", "<!-- bench_distributed:end -->"
 

@@ -32,10 +32,10 @@ CONVENTION = "descent"
 # public name -> module that defines it (a module's own name maps to itself)
 _LAZY = {
     "Game": "game",
-    "GameField": "operators",
-    "GameJacobian": "operators",
-    "PlayerHessian": "operators",
-    "LinearOperator": "operators",
+    "GameField": "game",
+    "GameJacobian": "game",
+    "PlayerHessian": "game",
+    "LinearOperator": "linalg",
     "MatrixOperator": "linalg",
     "eigs": "linalg",
     "eigsh": "linalg",
@@ -43,39 +43,42 @@ _LAZY = {
     "probe": "probing",
     "ProbeRecord": "probing",
     "OperatorRecord": "probing",
+    "probe_memory": "probing",
+    "ProbeMemory": "probing",
     "SpectrumMonitor": "monitor",
-    "Every": "schedules",
-    "AtSteps": "schedules",
-    "LogSpaced": "schedules",
+    "Every": "monitor",
+    "AtSteps": "monitor",
+    "LogSpaced": "monitor",
     "open_trace": "trace",
     "Trace": "trace",
     "update_operator": "dynamics",
     "spectral_radius": "dynamics",
     "optimizer_preconditioner": "dynamics",
     "UpdateRule": "dynamics",
-    "probe_memory": "memory",
-    "ProbeMemory": "memory",
+    "helmholtz_split": "dynamics",
+    "HelmholtzEstimate": "dynamics",
     "max_stable_lr": "stability",
     "update_radius": "stability",
     "update_eigenvalues": "stability",
     "StepSizeBound": "stability",
-    "helmholtz_split": "helmholtz",
-    "HelmholtzEstimate": "helmholtz",
-    "schedules": "schedules",
+    "schedules": "monitor.schedules",
     "toys": "toys",
 }
 
 if TYPE_CHECKING:  # static analysers see the eager imports
-    from . import schedules, toys
-    from .dynamics import UpdateRule, optimizer_preconditioner, spectral_radius, update_operator
-    from .game import Game
-    from .helmholtz import HelmholtzEstimate, helmholtz_split
-    from .linalg import EigResult, MatrixOperator, eigs, eigsh
-    from .memory import ProbeMemory, probe_memory
-    from .monitor import SpectrumMonitor
-    from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
-    from .probing import OperatorRecord, ProbeRecord, probe
-    from .schedules import AtSteps, Every, LogSpaced
+    from . import toys
+    from .dynamics import (
+        HelmholtzEstimate,
+        UpdateRule,
+        helmholtz_split,
+        optimizer_preconditioner,
+        spectral_radius,
+        update_operator,
+    )
+    from .game import Game, GameField, GameJacobian, PlayerHessian
+    from .linalg import EigResult, LinearOperator, MatrixOperator, eigs, eigsh
+    from .monitor import AtSteps, Every, LogSpaced, SpectrumMonitor, schedules
+    from .probing import OperatorRecord, ProbeMemory, ProbeRecord, probe, probe_memory
     from .stability import StepSizeBound, max_stable_lr, update_eigenvalues, update_radius
     from .trace import Trace, open_trace
 
@@ -85,7 +88,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'specdiag' has no attribute {name!r}")
     module = importlib.import_module(f".{module_name}", __name__)
-    value = module if name == module_name else getattr(module, name)
+    value = module if module_name.split(".")[-1] == name else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -194,7 +194,7 @@ def _train_one(run: str, config: DemoConfig, out: Path, progress: bool) -> tuple
 
     from .dynamics import UpdateRule
     from .monitor import SpectrumMonitor
-    from .schedules import AtSteps
+    from .monitor.schedules import AtSteps
     from .toys import MoGGAN, mog_gan
 
     gamma = config.consensus if run == "consensus" else 0.0

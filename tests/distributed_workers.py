@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 import specdiag as sd
 from specdiag import toys
-from specdiag.distributed import AveragedOperator, resolve_group
+from specdiag.probing.distributed import AveragedOperator, resolve_group
 from specdiag.errors import ProbeWarning
 
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import specdiag as sd
-from specdiag import memory as memory_module
+from specdiag.probing import memory as memory_module
 from specdiag import toys
 from specdiag.linalg import basis as basis_module
-from specdiag.memory import available_memory, probe_memory
+from specdiag.probing.memory import available_memory, probe_memory
 
 import distributed_workers as workers
 

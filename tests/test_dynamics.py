@@ -20,7 +20,7 @@ from specdiag.dynamics import (
     spectral_radius,
     update_operator,
 )
-from specdiag.operators import GameJacobian
+from specdiag.game.operators import GameJacobian
 from specdiag.stability import METHODS, max_stable_lr, update_eigenvalues
 
 F64 = torch.float64

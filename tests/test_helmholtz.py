@@ -10,8 +10,8 @@ import torch
 import specdiag as sd
 from games import gan_game, three_player_game
 from specdiag import toys
-from specdiag.helmholtz import helmholtz_split
-from specdiag.operators import GameJacobian
+from specdiag.dynamics.helmholtz import helmholtz_split
+from specdiag.game.operators import GameJacobian
 
 F64 = torch.float64
 

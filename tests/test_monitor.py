@@ -22,7 +22,7 @@ import specdiag as sd
 from specdiag import toys
 from specdiag.errors import ProbeWarning, TraceError
 from specdiag.monitor import SpectrumMonitor
-from specdiag.schedules import AtSteps, LogSpaced
+from specdiag.monitor.schedules import AtSteps, LogSpaced
 from specdiag.trace import open_trace
 
 LATENT, BATCH = 4, 32

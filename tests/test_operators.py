@@ -150,7 +150,7 @@ def test_transpose_swaps_products_and_shares_counters():
     sg, _ = reference("nonsaturating")
     J = sd.GameJacobian(sg.game, None)
     JT = J.T
-    assert isinstance(JT, sd.operators.TransposedOperator)
+    assert isinstance(JT, sd.linalg.TransposedOperator)
     assert JT.T is J and JT.shape == J.shape and JT.dtype == J.dtype and JT.device == J.device
     u = randn(J.shape[0], seed=7)
     assert torch.equal(JT.matvec(u), J.rmatvec(u))

@@ -17,6 +17,7 @@ from matplotlib.text import Text
 from PIL import Image
 
 from specdiag import plot
+from specdiag.plot import figures
 from specdiag.errors import TraceError
 from specdiag.trace import TraceWriter, open_trace
 from trace_writer_proc import operator_record
@@ -154,7 +155,7 @@ def test_stability_region_of_gd_is_the_disc_through_0_and_2_over_lr(tmp_path):
 def test_plot_trace_takes_lr_from_the_run_metadata(small, tmp_path, monkeypatch):
     seen = []
     original = plot.spectrum_figure
-    monkeypatch.setattr(plot, "spectrum_figure",
+    monkeypatch.setattr(figures, "spectrum_figure",
                         lambda *a, **kw: seen.append(kw["lr"]) or original(*a, **kw))
     plot.plot_trace(small, tmp_path / "a", gif=False)
     plot.plot_trace(small, tmp_path / "b", gif=False, lr=0.01)
@@ -189,7 +190,7 @@ def test_a_ten_thousand_probe_trace_is_decimated(tmp_path):
     tr = open_trace(big_trace(tmp_path / "big.h5", n))
     fig = plot.spectrum_figure(tr, max_probes=500)
     drawn = points(fig.axes[0])
-    rows, note = plot._decimate(n, 500)
+    rows, note = figures._decimate(n, 500)
     assert drawn.size == 500 * WIDTH
     assert note == "about every 20th probe shown (500 of 10,000)"
     assert note in texts(fig)
@@ -202,7 +203,7 @@ def test_a_ten_thousand_probe_trace_is_decimated(tmp_path):
 @pytest.mark.parametrize("n, limit", [(10, 3), (101, 10), (11, 10), (10_000, 2000), (7, 7),
                                       (2, 2)])
 def test_decimation_is_even_and_keeps_both_ends(n, limit):
-    rows, note = plot._decimate(n, limit)
+    rows, note = figures._decimate(n, limit)
     assert rows.size == min(n, limit) and rows[0] == 0 and rows[-1] == n - 1
     gaps = np.diff(rows)
     assert gaps.min() >= 1 and gaps.max() - gaps.min() <= 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..distributed import resolve_group
+from ..probing.distributed import resolve_group
 from ..game import Game
 from ..monitor import SpectrumMonitor
 
@@ -64,7 +64,7 @@ class SpectrumCallback(Callback):
     * Multi-process strategies (``strategy="ddp"``): when ``torch.distributed`` is
       initialised with more than one rank, every rank builds a monitor and probes its
       own training batch; products are averaged over the ranks, so the spectrum is that
-      of the global batch (:mod:`specdiag.distributed`), and only rank 0 writes the
+      of the global batch (:mod:`specdiag.probing.distributed`), and only rank 0 writes the
       trace. With ``distributed=False`` in ``monitor_kwargs`` the monitor exists only
       on global rank 0 (``trainer.is_global_zero``) and probes its own batch; other
       ranks do nothing. Either way the probe reads the model through the game, whose

@@ -4,9 +4,19 @@
 symmetric) accept any object with ``shape``, ``dtype``, ``device`` and ``matvec``.
 """
 
-from .operator import MatrixOperator, Operator
+from .operator import LinearOperator, MatrixOperator, Operator, TransposedOperator
 from .result import EigResult
 from .solvers import eigs, eigsh
 from .which import GENERAL_WHICH, SYMMETRIC_WHICH
 
-__all__ = ["eigs", "eigsh", "EigResult", "MatrixOperator", "Operator", "GENERAL_WHICH", "SYMMETRIC_WHICH"]
+__all__ = [
+    "eigs",
+    "eigsh",
+    "EigResult",
+    "LinearOperator",
+    "TransposedOperator",
+    "MatrixOperator",
+    "Operator",
+    "GENERAL_WHICH",
+    "SYMMETRIC_WHICH",
+]

@@ -27,13 +27,14 @@ from typing import Any, Callable
 
 import torch
 
-from .distributed import all_agree, check_share, resolve_group
-from .dynamics import UpdateRule
-from .errors import ProbeWarning, TraceError, user_stacklevel
-from .game import Game
-from .probing import ProbeRecord, check_settings, plan_operators, probe
+from ..probing.distributed import all_agree, check_share, resolve_group
+from ..dynamics import UpdateRule
+from ..errors import ProbeWarning, TraceError, user_stacklevel
+from ..game import Game
+from ..probing import ProbeRecord, probe
+from ..probing.plan import check_settings, plan_operators
 from .schedules import Schedule, as_schedule, schedule_config
-from .trace import TraceWriter
+from ..trace import TraceWriter
 
 __all__ = ["SpectrumMonitor"]
 
@@ -48,8 +49,8 @@ class SpectrumMonitor:
         The HDF5 trace file (see :class:`~specdiag.trace.TraceWriter`).
     every : int, iterable of int or Schedule
         When to probe: every ``n`` steps (0, n, 2n, ...), at the listed steps, or any
-        schedule (:class:`~specdiag.schedules.Every`, :class:`~specdiag.schedules.AtSteps`,
-        :class:`~specdiag.schedules.LogSpaced`, or an object with ``due(step)``).
+        schedule (:class:`~specdiag.monitor.schedules.Every`, :class:`~specdiag.monitor.schedules.AtSteps`,
+        :class:`~specdiag.monitor.schedules.LogSpaced`, or an object with ``due(step)``).
     k : int
         Eigenvalues per operator. The trace stores ``k + 1`` columns (a conjugate pair
         at the k-th place is kept whole).
@@ -133,7 +134,7 @@ class SpectrumMonitor:
     basis_device, basis_dtype, shard_basis
         Where and how the solvers keep their Krylov bases, for models whose basis
         would not fit next to them (see :func:`~specdiag.probe`);
-        :func:`~specdiag.memory.probe_memory` tells the memory a probe takes.
+        :func:`~specdiag.probing.memory.probe_memory` tells the memory a probe takes.
 
     Attributes
     ----------

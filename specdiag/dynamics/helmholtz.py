@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .game import Game
-from .operators import GameJacobian
+from ..game import Game
+from ..game import GameJacobian
 
 __all__ = ["HelmholtzEstimate", "helmholtz_split"]
 
@@ -80,7 +80,7 @@ class HelmholtzEstimate:
 
 def helmholtz_split(jacobian: GameJacobian, n_samples: int = 32, *, seed: int = 0) -> HelmholtzEstimate:
     r"""Estimate :math:`\|S\|_F^2`, :math:`\|A\|_F^2`, the rotation fraction and, for two
-    players, the zero-sum defect of :math:`J` (see :mod:`specdiag.helmholtz`).
+    players, the zero-sum defect of :math:`J` (see :mod:`specdiag.dynamics.helmholtz`).
 
     Each probe is a Rademacher vector :math:`u`. With one player or more than two, it
     costs :math:`J u` and :math:`J^\top u`. With two players it is split into its

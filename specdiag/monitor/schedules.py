@@ -179,7 +179,7 @@ def as_schedule(every: int | Iterable[int] | Schedule) -> Schedule:
         return AtSteps(every)
     raise TypeError(
         "every must be an integer (probe every n steps), an iterable of steps, or a schedule "
-        f"with a due(step) method (specdiag.schedules.Every, AtSteps, LogSpaced); got "
+        f"with a due(step) method (specdiag.monitor.schedules.Every, AtSteps, LogSpaced); got "
         f"{type(every).__name__} {every!r}"
     )
 

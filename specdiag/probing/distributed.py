@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import distributed as dist
 
-from .operators import LinearOperator
+from ..linalg.operator import LinearOperator
 
 __all__ = ["ProbeGroup", "resolve_group", "AveragedOperator", "Agreement", "agree", "all_agree", "STATUS_CODES"]
 

@@ -18,40 +18,17 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .errors import GameDefinitionError, LossClosureError, NonFiniteError
+from ..errors import GameDefinitionError, LossClosureError, NonFiniteError
 from .flat import ParameterLayout
+from .wrappers import module_wrappers, unwrap_module
 from .state import autograd_on, isolated_rng, preserved_module_state, requires_grad_enabled
 
-__all__ = ["Game", "RESERVED_NAMES", "unwrap_module", "module_wrappers"]
+__all__ = ["Game", "RESERVED_NAMES"]
 
 LossClosure = Callable[[Any], Mapping[str, torch.Tensor]]
 
 #: Names a player may not take: they name the operators that are not a player's own Hessian.
 RESERVED_NAMES = frozenset({"jacobian"})
-
-
-def _wrapped(module: nn.Module) -> nn.Module | None:
-    """The module one wrapper (DDP, DataParallel, ``torch.compile``) holds, or None."""
-    if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return module.module
-    inner = getattr(module, "_orig_mod", None)
-    return inner if isinstance(inner, nn.Module) else None
-
-
-def module_wrappers(module: nn.Module) -> list[nn.Module]:
-    """The wrappers around a module, outermost first (empty for a plain module)."""
-    wrappers = []
-    while (inner := _wrapped(module)) is not None:
-        wrappers.append(module)
-        module = inner
-    return wrappers
-
-
-def unwrap_module(module: nn.Module) -> nn.Module:
-    """The module under ``DistributedDataParallel``/``DataParallel`` and ``torch.compile``."""
-    while (inner := _wrapped(module)) is not None:
-        module = inner
-    return module
 
 
 class Game:

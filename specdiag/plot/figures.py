@@ -38,9 +38,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from PIL import Image
 
-from .errors import TraceError
-from .stability import METHODS, update_radius
-from .trace import Trace, open_trace
+from ..errors import TraceError
+from ..stability import METHODS, update_radius
+from ..trace import Trace, open_trace
 
 __all__ = [
     "FORMATS",

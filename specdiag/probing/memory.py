@@ -29,8 +29,8 @@ from typing import Sequence
 
 import torch
 
-from .game import Game
-from .linalg.basis import SLAB_ELEMENTS, basis_bytes
+from ..game import Game
+from ..linalg.basis import SLAB_ELEMENTS, basis_bytes
 
 __all__ = ["ProbeMemory", "probe_memory", "available_memory"]
 

@@ -32,334 +32,33 @@ missing for a player, a loss that is not a scalar) are bugs and always raise.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from .errors import ConvergenceWarning, LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
+from ..dynamics import UpdateRule, helmholtz_split
+from ..errors import ConvergenceWarning, LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
+from ..game import Game, GameField, GameJacobian, PlayerHessian
+from ..linalg import eigs, eigsh
+from ..linalg.operator import LinearOperator
+from ..stability import max_stable_lr
 from .distributed import AveragedOperator, ProbeGroup, agree, check_device, check_share, resolve_group
-from .dynamics import UpdateRule
-from .game import Game, unwrap_module
-from .helmholtz import helmholtz_split
+from .isolation import untouched
 from .memory import probe_memory
-from .linalg import eigs, eigsh
-from .linalg.solvers import BACKENDS
-from .linalg.which import check_which
-from .operators import GameField, GameJacobian, LinearOperator, PlayerHessian
-from .stability import max_stable_lr
-from .trace import DEFAULT_SCALARS, STATUSES
+from .plan import Plan, check_settings, plan_operators
+from .records import OperatorRecord, ProbeRecord
+from .scalars import SCALARS, spectrum_scalars
 
-__all__ = [
-    "probe",
-    "ProbeRecord",
-    "OperatorRecord",
-    "spectrum_scalars",
-    "STATUSES",
-    "SCALARS",
-    "ON_ERROR",
-]
+__all__ = ["probe"]
 
-#: The per-probe scalars of each kind of operator (see :func:`spectrum_scalars`). The
-#: trace format defines them, and the statuses (``STATUSES``, best to worst).
-SCALARS = DEFAULT_SCALARS
-#: What a probe does on a failure: warn and record, record silently, or raise.
-ON_ERROR = ("warn", "ignore", "raise")
-DEFAULT_WHICH = {"jacobian": "LM", "hessian": "LA"}
-#: Update methods whose operator acts on the augmented state (x_t, x_{t-1}).
-_AUGMENTED = ("optimistic", "momentum", "alternating_momentum")
 #: Float32 products resolve relative residuals down to about this.
 _RESIDUAL_FLOOR = 1e-6
-
-
-@dataclass(frozen=True, eq=False)
-class OperatorRecord:
-    r"""The eigenvalues of one operator at one probe.
-
-    Attributes
-    ----------
-    name : str
-        ``"jacobian"`` or a player's name (that player's Hessian).
-    kind : str
-        ``"jacobian"`` or ``"hessian"``.
-    which : str
-        The solver's ``which``.
-    eigenvalues : numpy.ndarray
-        ``complex128``, shape ``(m,)``, most wanted first: ``m = k``, or ``k + 1`` when
-        the k-th eigenvalue of the Jacobian is one of a complex-conjugate pair (pairs
-        are kept whole), or fewer when a product budget stopped the solve very early.
-        Hessian eigenvalues are real (zero imaginary parts). ``k`` NaNs on failure.
-    residuals : numpy.ndarray
-        ``float64``, shape ``(m,)``: residual norm of each eigenpair.
-    converged : numpy.ndarray
-        ``bool``, shape ``(m,)``: whether each eigenvalue met the tolerance.
-    n_matvec : int
-        Operator products used by the solve.
-    wall_time : float
-        Seconds for this operator's solve.
-    status : str
-        ``"ok"`` (all converged), ``"unconverged"`` (iteration limit reached),
-        ``"budget"`` (``max_matvecs`` reached before all converged), ``"nonfinite"``
-        (NaN or Inf in a loss, a gradient or a product), ``"error"`` (an exception in
-        the losses closure or the solver).
-    message : str
-        What went wrong (the exception's text) and the solver's notes; ``""`` if
-        nothing to say.
-    scalars : dict of str to float
-        Summary numbers of all the finite computed eigenvalues, converged or not
-        (``converged`` says which met the tolerance); see :func:`spectrum_scalars`.
-    """
-
-    name: str
-    kind: str
-    which: str
-    eigenvalues: np.ndarray
-    residuals: np.ndarray
-    converged: np.ndarray
-    n_matvec: int
-    wall_time: float
-    status: str
-    message: str
-    scalars: dict[str, float]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def __repr__(self) -> str:
-        vals = ", ".join(f"{v.real:.4g}{v.imag:+.4g}j" for v in self.eigenvalues[:4])
-        more = ", ..." if len(self.eigenvalues) > 4 else ""
-        return (
-            f"OperatorRecord({self.name!r}, status={self.status!r}, "
-            f"converged={int(self.converged.sum())}/{len(self.converged)}, "
-            f"n_matvec={self.n_matvec}, eigenvalues=[{vals}{more}])"
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class ProbeRecord(Mapping):
-    """Everything one probe measured; a read-only mapping from operator names to
-    :class:`OperatorRecord`.
-
-    Attributes
-    ----------
-    step : int or None
-        The training step of the probe.
-    batch_index : int
-        Which probe batch (0 when one per probe).
-    seed : int or None
-        Seed of the random stream the losses closure drew from.
-    losses : dict of str to float
-        Each player's loss on the probe batch (NaN when the losses failed).
-    wall_time : float
-        Seconds for the whole probe, building the graph included.
-    build_time : float
-        Seconds to evaluate the losses and build the field's graph.
-    status : str
-        ``"ok"`` if every operator is ``"ok"``, else the first other status.
-    operators : dict of str to OperatorRecord
-        In the order they were probed.
-    message : str
-        Warnings that concern the probe as a whole (a parameter changed in place by
-        the losses closure); ``""`` otherwise.
-
-    Examples
-    --------
-    >>> rec = sd.probe(game, batch, k=10)                    # doctest: +SKIP
-    >>> rec["jacobian"].eigenvalues, rec["jacobian"].scalars["min_real"]   # doctest: +SKIP
-    """
-
-    step: int | None
-    batch_index: int
-    seed: int | None
-    losses: dict[str, float]
-    wall_time: float
-    build_time: float
-    status: str
-    operators: dict[str, OperatorRecord]
-    message: str = ""
-
-    def __getitem__(self, name: str) -> OperatorRecord:
-        try:
-            return self.operators[name]
-        except KeyError:
-            raise KeyError(
-                f"no operator {name!r} in this probe; it holds {list(self.operators)}"
-            ) from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.operators)
-
-    def __len__(self) -> int:
-        return len(self.operators)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def __repr__(self) -> str:
-        ops = ", ".join(f"{n}: {r.status}" for n, r in self.operators.items())
-        return (
-            f"ProbeRecord(step={self.step}, batch_index={self.batch_index}, status={self.status!r}, "
-            f"{ops}, wall_time={self.wall_time:.3g}s)"
-        )
-
-
-def spectrum_scalars(kind: str, eigenvalues: np.ndarray) -> dict[str, float]:
-    r"""Summary numbers of a set of computed eigenvalues.
-
-    Over the finite eigenvalues given (converged or not: the record's ``converged``
-    flags say which met the tolerance), NaN where there are none:
-
-    * ``"jacobian"``: ``min_real`` (:math:`\min \operatorname{Re}\lambda`, the least
-      contraction; negative means a locally unstable direction of gradient flow in the
-      descent convention), ``max_imag`` (:math:`\max |\operatorname{Im}\lambda|`, the
-      fastest rotation), ``max_imag_over_real`` (:math:`\max |\operatorname{Im}\lambda /
-      \operatorname{Re}\lambda|` over eigenvalues with :math:`\lambda \ne 0`; ``inf``
-      for a non-zero purely imaginary one: rotation without contraction) and
-      ``spectral_radius`` (:math:`\max |\lambda|`).
-    * ``"hessian"``: ``max`` and ``min`` of the (real) eigenvalues.
-
-    The solvers compute only the ``k`` most wanted eigenvalues (by ``which``), so these
-    are extremes of that set: ``min_real`` of the ``k`` largest-magnitude eigenvalues
-    is not the smallest real part of the whole spectrum (ask ``which="SR"`` for that).
-    """
-    values = np.asarray(eigenvalues, dtype=np.complex128)
-    values = values[np.isfinite(values)]
-    nan = float("nan")
-    if kind == "hessian":
-        real = values.real
-        return {"max": float(real.max()) if real.size else nan,
-                "min": float(real.min()) if real.size else nan}
-    if kind in ("update", "helmholtz"):   # filled in by the probe, which knows the rule
-        return dict.fromkeys(SCALARS[kind], nan)
-    if kind != "jacobian":
-        raise ValueError(f"kind must be one of {sorted(SCALARS)}, got {kind!r}")
-    if not values.size:
-        return dict.fromkeys(SCALARS["jacobian"], nan)
-    nonzero = values[values != 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.abs(nonzero.imag / nonzero.real)
-    return {
-        "min_real": float(values.real.min()),
-        "max_imag": float(np.abs(values.imag).max()),
-        "max_imag_over_real": float(ratios.max()) if ratios.size else nan,
-        "spectral_radius": float(np.abs(values).max()),
-    }
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """One operator to probe: name, kind, ``which``, order ``n`` and ``k <= n``."""
-
-    name: str
-    kind: str
-    which: str
-    n: int
-    k: int
-
-
-def plan_operators(
-    game: Game,
-    operators: Sequence[str] | None,
-    which: str | Mapping[str, str] | None,
-    k: int,
-    update: UpdateRule | None = None,
-    helmholtz: int | None = None,
-) -> list[_Plan]:
-    """Check the operator names and ``which``; the solves a probe will run.
-
-    Used by :func:`probe` and by the monitor (to describe the trace's layout). The
-    update operator (``update``) and the Helmholtz split (``helmholtz`` samples) come
-    last, after the Jacobian whose eigenvalues they use.
-    """
-    valid = ("jacobian", *game.player_names)
-    names = valid if operators is None else operators
-    if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise ValueError(
-            f"unknown operator(s) {unknown}; choose among {list(valid)} ('jacobian' for the "
-            "game Jacobian, a player's name for that player's Hessian)"
-        )
-    if not names:
-        raise ValueError(f"operators is empty; choose among {list(valid)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"operators lists a name twice: {list(names)}")
-    if isinstance(which, Mapping):
-        extra = [n for n in which if n not in names]
-        if extra:
-            raise ValueError(
-                f"which names operator(s) {extra} that are not probed; probed: {list(names)}"
-            )
-        chosen = dict(which)
-    elif which is None:
-        chosen = {}
-    elif isinstance(which, str):
-        chosen = {"jacobian": which}
-    else:
-        raise TypeError(
-            f"which must be a string (for the Jacobian) or a mapping {{operator: which}}, got "
-            f"{type(which).__name__}"
-        )
-    plans = []
-    for name in names:
-        kind = "jacobian" if name == "jacobian" else "hessian"
-        size = game.n if kind == "jacobian" else game.sizes[name]
-        w = check_which(chosen.get(name, DEFAULT_WHICH[kind]), symmetric=kind == "hessian")
-        plans.append(_Plan(name, kind, w, size, min(k, size)))
-    if update is not None:
-        if not isinstance(update, UpdateRule):
-            raise TypeError(f"update must be a specdiag.UpdateRule, got {type(update).__name__}")
-        size = game.n * (2 if update.method in _AUGMENTED else 1)
-        plans.append(_Plan("update", "update", "LM", size, min(k, update.k, size)))
-    if helmholtz is not None:
-        if isinstance(helmholtz, bool) or not isinstance(helmholtz, int) or helmholtz < 2:
-            raise ValueError(f"helmholtz must be a number of samples >= 2, got {helmholtz!r}")
-        plans.append(_Plan("helmholtz", "helmholtz", "", game.n, 0))
-    return plans
-
-
-def check_settings(
-    k: int, tol: float, ncv: int | None, maxiter: int | None, max_matvecs: int | None,
-    seed: int | None, on_error: str, backend: str,
-) -> None:
-    """Raise ``ValueError`` for settings that would fail every probe.
-
-    Used by :func:`probe` and by the monitor (so that they fail before training).
-    """
-    def positive(value: Any) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-    problems = []
-    if not positive(k):
-        problems.append(f"k must be a positive integer, got {k!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not np.isfinite(tol) or tol < 0:
-        problems.append(f"tol must be a finite number >= 0, got {tol!r}")
-    if ncv is not None and positive(k) and not (positive(ncv) and ncv >= k + 2):
-        problems.append(f"ncv must be an integer >= k + 2 = {k + 2}, got {ncv!r}")
-    for name, value in (("maxiter", maxiter), ("max_matvecs", max_matvecs)):
-        if value is not None and not positive(value):
-            problems.append(f"{name} must be a positive integer or None, got {value!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        problems.append(f"seed must be an integer >= 0 or None, got {seed!r}")
-    if on_error not in ON_ERROR:
-        problems.append(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    if backend not in BACKENDS:
-        problems.append(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if problems:
-        raise ValueError("; ".join(problems))
 
 
 def probe(
@@ -427,7 +126,7 @@ def probe(
     step, batch_index : int
         Stored in the record.
     distributed : None, bool or ProcessGroup
-        Under ``torch.distributed`` (see :mod:`specdiag.distributed`): ``None``
+        Under ``torch.distributed`` (see :mod:`specdiag.probing.distributed`): ``None``
         (default) probes with every rank of the default group when it is initialised
         with more than one rank; a ``ProcessGroup``: with that group; ``False``: this
         process alone. In a distributed probe every rank of the group must call
@@ -467,7 +166,7 @@ def probe(
         as :class:`~specdiag.HelmholtzEstimate`'s).
 
     Before the solves, once the field is built, the probe compares the memory the
-    solves need (:func:`~specdiag.memory.probe_memory`) with the memory free on each
+    solves need (:func:`~specdiag.probing.memory.probe_memory`) with the memory free on each
     device; when it would not fit, the probe is recorded as failed (``"error"``, a
     ``MemoryError`` with ``on_error="raise"``) with a message naming the options above.
 
@@ -501,7 +200,7 @@ def probe(
     problems: list[str] = []
     records: dict[str, OperatorRecord] = {}
     losses = dict.fromkeys(game.player_names, float("nan"))
-    with _untouched(game) as moved:
+    with untouched(game) as moved:
         field_seed = seed if group is None or seed is None else seed + group.rank
         field_, failure = _build_field(game, batch, field_seed)
         build_time = time.perf_counter() - start
@@ -579,7 +278,7 @@ def probe(
 
 
 def _solve(
-    field_: GameField, plan: _Plan, *, tol: float, ncv: int | None, maxiter: int | None,
+    field_: GameField, plan: Plan, *, tol: float, ncv: int | None, maxiter: int | None,
     max_matvecs: int | None, seed: int | None, backend: str, on_error: str,
     group: ProbeGroup | None, weight: float, basis: Mapping[str, Any],
     op: LinearOperator | None = None,
@@ -625,7 +324,7 @@ def _solve(
 
 
 def _probe_dynamics(
-    field_: GameField, plan: _Plan, jacobian: OperatorRecord | None,
+    field_: GameField, plan: Plan, jacobian: OperatorRecord | None,
     update: UpdateRule | None, helmholtz: int | None, *, tol: float, seed: int | None,
     on_error: str, group: ProbeGroup | None, weight: float, **settings: Any,
 ) -> OperatorRecord:
@@ -660,7 +359,7 @@ def _probe_dynamics(
     return dataclasses.replace(record, scalars=scalars)
 
 
-def _helmholtz(plan: _Plan, J: GameJacobian, n_samples: int, seed: int | None, on_error: str,
+def _helmholtz(plan: Plan, J: GameJacobian, n_samples: int, seed: int | None, on_error: str,
                group: ProbeGroup | None, weight: float) -> OperatorRecord:
     """The Helmholtz split of J (averaged over the group's ranks) as a record."""
     start = time.perf_counter()
@@ -697,7 +396,7 @@ def _build_field(
 
 
 def _memory_failure(
-    game: Game, plans: Sequence[_Plan], *, ncv: int | None, basis_device: Any,
+    game: Game, plans: Sequence[Plan], *, ncv: int | None, basis_device: Any,
     basis_dtype: torch.dtype | None, world_size: int, shard_basis: bool, update: str | None,
 ) -> tuple[str, str, Exception] | None:
     """A failure when the solves would not fit in the memory free now, else None."""
@@ -719,7 +418,7 @@ def _failed_elsewhere(failed: Mapping[int, str]) -> tuple[str, str, Exception]:
     return status, message, exc_type(message)
 
 
-def _failed(plan: _Plan, status: str, message: str, n_matvec: int, wall_time: float) -> OperatorRecord:
+def _failed(plan: Plan, status: str, message: str, n_matvec: int, wall_time: float) -> OperatorRecord:
     return OperatorRecord(
         name=plan.name, kind=plan.kind, which=plan.which,
         eigenvalues=np.full(plan.k, complex("nan+nanj"), dtype=np.complex128),
@@ -731,64 +430,3 @@ def _failed(plan: _Plan, status: str, message: str, n_matvec: int, wall_time: fl
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-@contextlib.contextmanager
-def _untouched(game: Game) -> Iterator[list[str]]:
-    """Set the ``.grad`` fields aside, fork the random streams, run wrapped models
-    through their underlying modules; put everything back on exit.
-
-    Yields a list that, on exit, holds the names of parameters whose version counter
-    moved (changed in place during the block).
-    """
-    params = game.parameters()
-    versions = [p._version for p in params]
-    grads = [(p, p.grad) for p in params if p.is_leaf]
-    for p, _ in grads:
-        p.grad = None
-    moved: list[str] = []
-    devices = [game.device] if game.device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices), _eager(game.wrappers):
-            yield moved
-    finally:
-        for p, g in grads:
-            p.grad = g
-        moved.extend(
-            _parameter_name(game, i) for i, (p, v) in enumerate(zip(params, versions))
-            if p._version != v
-        )
-
-
-def _parameter_name(game: Game, index: int) -> str:
-    for player in game.player_names:
-        positions = game.player_tensors(player)
-        if index in positions:
-            return f"{player}[{index - positions.start}]"
-    return str(index)
-
-
-@contextlib.contextmanager
-def _eager(wrappers: Sequence[nn.Module]) -> Iterator[None]:
-    """Make DDP, DataParallel and ``torch.compile`` wrappers call their underlying
-    module directly, and compiled functions run eagerly, for the block.
-
-    A DDP forward would synchronise buffers and prepare gradient reduction (collectives
-    that only the probing rank would join); a compiled module cannot be differentiated
-    twice. The probe needs neither.
-    """
-    missing = object()
-    saved = [(w, w.__dict__.get("forward", missing)) for w in wrappers]
-    for w, _ in saved:
-        w.__dict__["forward"] = unwrap_module(w)
-    # Nothing is compiled unless torch.compile imported dynamo (importing it takes a second).
-    compiled = "torch._dynamo" in sys.modules and hasattr(torch.compiler, "set_stance")
-    try:
-        with torch.compiler.set_stance("force_eager") if compiled else contextlib.nullcontext():
-            yield
-    finally:
-        for w, forward in reversed(saved):
-            if forward is missing:
-                del w.__dict__["forward"]
-            else:
-                w.__dict__["forward"] = forward

@@ -8,7 +8,7 @@ iff the spectral radius :math:`\rho(\partial T) < 1`, and the distance
 :math:`1 - \rho` is the contraction per step. Descent convention throughout:
 :math:`v = (\nabla_{x_1} L_1, \dots, \nabla_{x_P} L_P)`, :math:`J = \partial v/\partial x`.
 
-Every operator here is built on one :class:`~specdiag.operators.GameJacobian` (one
+Every operator here is built on one :class:`~specdiag.game.operators.GameJacobian` (one
 graph, built once per probe) and applies its products :math:`J u` and
 :math:`J^\top u`; nothing is re-evaluated. The step is a diagonal matrix
 :math:`H = \operatorname{diag}(\eta_i)\,P^{-1}`: per-player step sizes :math:`\eta_i`
@@ -50,16 +50,15 @@ every method, alternating updates, per-player step sizes and preconditioners.
 
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-from .game import Game
-from .linalg import eigs
-from .operators import GameJacobian, LinearOperator
+from ..game import Game, GameJacobian
+from ..linalg import eigs
+from ..linalg.operator import LinearOperator
+from ..validation import positive, real
 
 __all__ = [
     "UPDATE_METHODS",
@@ -70,10 +69,9 @@ __all__ = [
     "MomentumUpdate",
     "ConsensusUpdate",
     "update_operator",
-    "optimizer_preconditioner",
     "spectral_radius",
-    "UpdateRule",
 ]
+
 
 class UpdateOperator(LinearOperator):
     r"""Base class: :math:`\partial T` of one step of an optimiser on a game.
@@ -292,7 +290,7 @@ class MomentumUpdate(UpdateOperator):
         preconditioner: torch.Tensor | None = None,
     ) -> None:
         super().__init__(jacobian, lr, preconditioner=preconditioner)
-        self.beta = _finite("beta", beta)
+        self.beta = real(beta, "beta")
         self.sweeps = _sweeps(self.game, alternating, order)
         self.method = "alternating_momentum" if alternating else "momentum"
 
@@ -345,7 +343,7 @@ class ConsensusUpdate(UpdateOperator):
         preconditioner: torch.Tensor | None = None,
     ) -> None:
         super().__init__(jacobian, lr, preconditioner=preconditioner)
-        self.gamma = _finite("gamma", gamma)
+        self.gamma = real(gamma, "gamma")
         if self.gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma!r}")
 
@@ -450,198 +448,6 @@ def spectral_radius(operator: Any, **eigs_kwargs: Any) -> float:
     return float(result.eigenvalues.abs().max())
 
 
-Optimizers = Union[torch.optim.Optimizer, Iterable[torch.optim.Optimizer],
-                   Mapping[str, torch.optim.Optimizer]]
-
-
-@dataclass(frozen=True)
-class UpdateRule:
-    r"""The optimiser a training run uses, for probes of its update operator.
-
-    A probe with an ``UpdateRule`` (:func:`specdiag.probe`, :class:`specdiag.SpectrumMonitor`)
-    builds :func:`update_operator` on the probe's Jacobian and records the top
-    eigenvalues of :math:`\partial T`, its spectral radius :math:`\rho` and, where a closed
-    form exists, the largest stable step size (:func:`specdiag.max_stable_lr`).
-
-    Parameters
-    ----------
-    method : str
-        One of :data:`UPDATE_METHODS`.
-    lr : float or mapping of str to float
-        The step size the run uses (one, or one per player).
-    beta, gamma : float, optional
-        Momentum (momentum methods) and consensus weight (``"consensus"``).
-    order : sequence of str, optional
-        Update order of the two players (alternating methods).
-    optimizers : optimizer(s) or callable, optional
-        Adam, AdamW or RMSprop optimizers (one, a list, ``{player: optimizer}``, or a
-        callable returning them at probe time): their second moments precondition the
-        step, :math:`\partial T` then uses :math:`\eta P^{-1} J`
-        (:func:`optimizer_preconditioner`). Read afresh at every probe.
-    k : int
-        Eigenvalues of :math:`\partial T` computed per probe (at most the probe's
-        ``k``). :math:`\rho` needs only the largest; the eigenvalues of
-        :math:`\partial T` cluster near 1, so each one more costs many products.
-
-    Examples
-    --------
-    >>> rule = UpdateRule("momentum", lr=1e-3, beta=-0.5)       # doctest: +SKIP
-    >>> rule = UpdateRule("gd", lr=2e-4, optimizers={"generator": opt_g,
-    ...                                               "discriminator": opt_d})  # doctest: +SKIP
-    """
-
-    method: str
-    lr: float | Mapping[str, float]
-    beta: float | None = None
-    gamma: float | None = None
-    order: Sequence[str] | None = None
-    optimizers: Optimizers | Callable[[], Optimizers] | None = None
-    k: int = 3
-
-    def __post_init__(self) -> None:
-        if self.method not in UPDATE_METHODS:
-            raise ValueError(f"unknown update method {self.method!r}; choose one of {UPDATE_METHODS}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}")
-        lrs = self.lr.values() if isinstance(self.lr, Mapping) else [self.lr]
-        for value in lrs:
-            _positive("lr", value)
-
-    def operator(self, jacobian: GameJacobian) -> UpdateOperator:
-        """:func:`update_operator` of this rule on ``jacobian`` (the preconditioner read now)."""
-        preconditioner = None
-        if self.optimizers is not None:
-            optimizers = self.optimizers() if callable(self.optimizers) else self.optimizers
-            preconditioner = optimizer_preconditioner(jacobian.game, optimizers)
-        return update_operator(jacobian, self.method, self.lr, beta=self.beta, gamma=self.gamma,
-                               order=self.order, preconditioner=preconditioner)
-
-    @property
-    def closed_form(self) -> str | None:
-        """The :mod:`specdiag.stability` method that maps ``J``'s eigenvalues exactly to
-        ``∂T``'s, or ``None`` (alternating, consensus, per-player or preconditioned steps)."""
-        if self.optimizers is not None or isinstance(self.lr, Mapping):
-            return None
-        return {"gd": "gd", "extragradient": "extragradient", "optimistic": "optimistic",
-                "momentum": "momentum"}.get(self.method)
-
-    @property
-    def step_size(self) -> float:
-        """The largest of the step sizes."""
-        return float(max(self.lr.values())) if isinstance(self.lr, Mapping) else float(self.lr)
-
-    def config(self) -> dict[str, Any]:
-        """The rule as JSON data (optimizers by class name)."""
-        optimizers = None
-        if self.optimizers is not None:
-            optimizers = "callable" if callable(self.optimizers) else sorted({
-                type(o).__name__ for o in (self.optimizers.values() if isinstance(
-                    self.optimizers, Mapping) else ([self.optimizers] if isinstance(
-                        self.optimizers, torch.optim.Optimizer) else self.optimizers))})
-        return {"method": self.method,
-                "lr": dict(self.lr) if isinstance(self.lr, Mapping) else float(self.lr),
-                "beta": self.beta, "gamma": self.gamma,
-                "order": list(self.order) if self.order is not None else None,
-                "preconditioner": optimizers, "k": self.k}
-
-
-def optimizer_preconditioner(
-    game: Game,
-    optimizers: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | Mapping[str, torch.optim.Optimizer],
-) -> torch.Tensor:
-    r"""The diagonal preconditioner :math:`P` of Adam, AdamW or RMSprop, from their state.
-
-    Adam and AdamW step by :math:`\eta\,\hat m / (\sqrt{\hat v} + \epsilon)` with the
-    bias-corrected second moment :math:`\hat v = v / (1 - \beta_2^t)` (``amsgrad``: its
-    running maximum); RMSprop by :math:`\eta\, g / (\sqrt{v} + \epsilon)` (``centered``:
-    :math:`v - \bar g^2`). So, with the first moment replaced by the gradient, the step
-    is :math:`x \leftarrow x - \eta P^{-1} v(x)` with
-    :math:`P = \operatorname{diag}(\sqrt{\hat v} + \epsilon)`, and the update operator
-    :math:`I - \eta P^{-1} J` is the effective Jacobian of Adam-trained GANs. Pass the
-    result as ``preconditioner=`` to any update operator.
-
-    Parameters
-    ----------
-    game : Game
-    optimizers : Optimizer, iterable of Optimizer, or mapping of str to Optimizer
-        Usually one per player; together they must hold every parameter of the game.
-
-    Returns
-    -------
-    torch.Tensor
-        :math:`\operatorname{diag}(P)`, shape ``(n,)``, in the game's flat parameter
-        order, dtype and device.
-
-    Raises
-    ------
-    TypeError
-        An optimizer other than Adam, AdamW or RMSprop.
-    ValueError
-        A game parameter is in none of the optimizers, in two of them, or has no state
-        yet (the optimizer has not stepped).
-    """
-    owners = _parameter_owners(optimizers)
-    pieces = []
-    for player in game.player_names:
-        for index, p in enumerate(game.parameters(player)):
-            where = f"parameter {index} of player {player!r} (shape {tuple(p.shape)})"
-            if id(p) not in owners:
-                raise ValueError(
-                    f"{where} is in none of the optimizers given; pass the optimizers of every player"
-                )
-            opt, group = owners[id(p)]
-            state = opt.state.get(p)
-            if not state:
-                raise ValueError(
-                    f"{where} has no {type(opt).__name__} state yet; build the preconditioner after "
-                    "the optimizer's first step()"
-                )
-            pieces.append(_second_moment_root(opt, group, state) + group["eps"])
-    return game.layout.join(pieces)
-
-
-# ---------------------------------------------------------------------- helpers
-_ADAPTIVE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
-
-
-def _parameter_owners(
-    optimizers: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | Mapping[str, torch.optim.Optimizer],
-) -> dict[int, tuple[torch.optim.Optimizer, dict[str, Any]]]:
-    """``{id(parameter): (optimizer, param group)}`` over all optimizers."""
-    if isinstance(optimizers, torch.optim.Optimizer):
-        optimizers = [optimizers]
-    elif isinstance(optimizers, Mapping):
-        optimizers = list(optimizers.values())
-    owners: dict[int, tuple[torch.optim.Optimizer, dict[str, Any]]] = {}
-    for opt in optimizers:
-        if not isinstance(opt, _ADAPTIVE):
-            raise TypeError(
-                f"cannot read a diagonal preconditioner from {type(opt).__name__}; supported: "
-                "torch.optim.Adam, AdamW and RMSprop"
-            )
-        for group in opt.param_groups:
-            for p in group["params"]:
-                if id(p) in owners:
-                    raise ValueError(
-                        f"a parameter of shape {tuple(p.shape)} appears in two optimizers or param "
-                        "groups; each parameter must be stepped by one"
-                    )
-                owners[id(p)] = (opt, group)
-    return owners
-
-
-def _second_moment_root(opt: torch.optim.Optimizer, group: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
-    r""":math:`\sqrt{\hat v}` of one parameter (without :math:`\epsilon`)."""
-    if isinstance(opt, torch.optim.RMSprop):
-        v = state["square_avg"]
-        if group["centered"]:
-            v = v - state["grad_avg"] ** 2
-        return v.sqrt()
-    v = state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
-    correction = 1 - group["betas"][1] ** float(state["step"])
-    return (v / correction).sqrt()
-
-
 def _step_sizes(game: Game, lr: float | Mapping[str, float], preconditioner: torch.Tensor | None) -> torch.Tensor:
     r"""The diagonal of :math:`H = \operatorname{diag}(\eta_i) P^{-1}` as a flat vector."""
     if isinstance(lr, Mapping):
@@ -652,9 +458,9 @@ def _step_sizes(game: Game, lr: float | Mapping[str, float], preconditioner: tor
                 f"lr must give one step size per player {list(game.player_names)}; "
                 f"missing {missing}, unknown {unknown}"
             )
-        rates = {p: _positive(f"lr[{p!r}]", lr[p]) for p in game.player_names}
+        rates = {p: positive(lr[p], f"lr[{p!r}]") for p in game.player_names}
     else:
-        rates = dict.fromkeys(game.player_names, _positive("lr", lr))
+        rates = dict.fromkeys(game.player_names, positive(lr, "lr"))
     step = torch.empty(game.n, dtype=game.dtype, device=game.device)
     for player, rate in rates.items():
         step[game.player_slice(player)] = rate
@@ -694,16 +500,3 @@ def _restrict(u: torch.Tensor, s: slice) -> torch.Tensor:
     out = torch.zeros_like(u)
     out[s] = u[s]
     return out
-
-
-def _positive(name: str, value: Any) -> float:
-    value = _finite(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
-
-
-def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)

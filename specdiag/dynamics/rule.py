@@ -1,0 +1,111 @@
+"""The optimiser a training run uses, as probes of its update operator need it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import torch
+
+from ..game import GameJacobian
+from ..validation import positive
+from .preconditioner import optimizer_preconditioner
+from .updates import UPDATE_METHODS, UpdateOperator, update_operator
+
+__all__ = ["UpdateRule", "Optimizers"]
+
+
+Optimizers = Union[torch.optim.Optimizer, Iterable[torch.optim.Optimizer],
+                   Mapping[str, torch.optim.Optimizer]]
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    r"""The optimiser a training run uses, for probes of its update operator.
+
+    A probe with an ``UpdateRule`` (:func:`specdiag.probe`, :class:`specdiag.SpectrumMonitor`)
+    builds :func:`update_operator` on the probe's Jacobian and records the top
+    eigenvalues of :math:`\partial T`, its spectral radius :math:`\rho` and, where a closed
+    form exists, the largest stable step size (:func:`specdiag.max_stable_lr`).
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`UPDATE_METHODS`.
+    lr : float or mapping of str to float
+        The step size the run uses (one, or one per player).
+    beta, gamma : float, optional
+        Momentum (momentum methods) and consensus weight (``"consensus"``).
+    order : sequence of str, optional
+        Update order of the two players (alternating methods).
+    optimizers : optimizer(s) or callable, optional
+        Adam, AdamW or RMSprop optimizers (one, a list, ``{player: optimizer}``, or a
+        callable returning them at probe time): their second moments precondition the
+        step, :math:`\partial T` then uses :math:`\eta P^{-1} J`
+        (:func:`optimizer_preconditioner`). Read afresh at every probe.
+    k : int
+        Eigenvalues of :math:`\partial T` computed per probe (at most the probe's
+        ``k``). :math:`\rho` needs only the largest; the eigenvalues of
+        :math:`\partial T` cluster near 1, so each one more costs many products.
+
+    Examples
+    --------
+    >>> rule = UpdateRule("momentum", lr=1e-3, beta=-0.5)       # doctest: +SKIP
+    >>> rule = UpdateRule("gd", lr=2e-4, optimizers={"generator": opt_g,
+    ...                                               "discriminator": opt_d})  # doctest: +SKIP
+    """
+
+    method: str
+    lr: float | Mapping[str, float]
+    beta: float | None = None
+    gamma: float | None = None
+    order: Sequence[str] | None = None
+    optimizers: Optimizers | Callable[[], Optimizers] | None = None
+    k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.method not in UPDATE_METHODS:
+            raise ValueError(f"unknown update method {self.method!r}; choose one of {UPDATE_METHODS}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive integer, got {self.k!r}")
+        lrs = self.lr.values() if isinstance(self.lr, Mapping) else [self.lr]
+        for value in lrs:
+            positive(value, "lr")
+
+    def operator(self, jacobian: GameJacobian) -> UpdateOperator:
+        """:func:`update_operator` of this rule on ``jacobian`` (the preconditioner read now)."""
+        preconditioner = None
+        if self.optimizers is not None:
+            optimizers = self.optimizers() if callable(self.optimizers) else self.optimizers
+            preconditioner = optimizer_preconditioner(jacobian.game, optimizers)
+        return update_operator(jacobian, self.method, self.lr, beta=self.beta, gamma=self.gamma,
+                               order=self.order, preconditioner=preconditioner)
+
+    @property
+    def closed_form(self) -> str | None:
+        """The :mod:`specdiag.stability` method that maps ``J``'s eigenvalues exactly to
+        ``∂T``'s, or ``None`` (alternating, consensus, per-player or preconditioned steps)."""
+        if self.optimizers is not None or isinstance(self.lr, Mapping):
+            return None
+        return {"gd": "gd", "extragradient": "extragradient", "optimistic": "optimistic",
+                "momentum": "momentum"}.get(self.method)
+
+    @property
+    def step_size(self) -> float:
+        """The largest of the step sizes."""
+        return float(max(self.lr.values())) if isinstance(self.lr, Mapping) else float(self.lr)
+
+    def config(self) -> dict[str, Any]:
+        """The rule as JSON data (optimizers by class name)."""
+        optimizers = None
+        if self.optimizers is not None:
+            optimizers = "callable" if callable(self.optimizers) else sorted({
+                type(o).__name__ for o in (self.optimizers.values() if isinstance(
+                    self.optimizers, Mapping) else ([self.optimizers] if isinstance(
+                        self.optimizers, torch.optim.Optimizer) else self.optimizers))})
+        return {"method": self.method,
+                "lr": dict(self.lr) if isinstance(self.lr, Mapping) else float(self.lr),
+                "beta": self.beta, "gamma": self.gamma,
+                "order": list(self.order) if self.order is not None else None,
+                "preconditioner": optimizers, "k": self.k}

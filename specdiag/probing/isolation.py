@@ -1,0 +1,75 @@
+"""Leave training as it was: ``.grad`` fields, random streams, wrapped models."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..game import Game, unwrap_module
+
+__all__ = ["untouched", "eager"]
+
+
+@contextlib.contextmanager
+def untouched(game: Game) -> Iterator[list[str]]:
+    """Set the ``.grad`` fields aside, fork the random streams, run wrapped models
+    through their underlying modules; put everything back on exit.
+
+    Yields a list that, on exit, holds the names of parameters whose version counter
+    moved (changed in place during the block).
+    """
+    params = game.parameters()
+    versions = [p._version for p in params]
+    grads = [(p, p.grad) for p in params if p.is_leaf]
+    for p, _ in grads:
+        p.grad = None
+    moved: list[str] = []
+    devices = [game.device] if game.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), eager(game.wrappers):
+            yield moved
+    finally:
+        for p, g in grads:
+            p.grad = g
+        moved.extend(
+            parameter_name(game, i) for i, (p, v) in enumerate(zip(params, versions))
+            if p._version != v
+        )
+
+
+def parameter_name(game: Game, index: int) -> str:
+    for player in game.player_names:
+        positions = game.player_tensors(player)
+        if index in positions:
+            return f"{player}[{index - positions.start}]"
+    return str(index)
+
+
+@contextlib.contextmanager
+def eager(wrappers: Sequence[nn.Module]) -> Iterator[None]:
+    """Make DDP, DataParallel and ``torch.compile`` wrappers call their underlying
+    module directly, and compiled functions run eagerly, for the block.
+
+    A DDP forward would synchronise buffers and prepare gradient reduction (collectives
+    that only the probing rank would join); a compiled module cannot be differentiated
+    twice. The probe needs neither.
+    """
+    missing = object()
+    saved = [(w, w.__dict__.get("forward", missing)) for w in wrappers]
+    for w, _ in saved:
+        w.__dict__["forward"] = unwrap_module(w)
+    # Nothing is compiled unless torch.compile imported dynamo (importing it takes a second).
+    compiled = "torch._dynamo" in sys.modules and hasattr(torch.compiler, "set_stance")
+    try:
+        with torch.compiler.set_stance("force_eager") if compiled else contextlib.nullcontext():
+            yield
+    finally:
+        for w, forward in reversed(saved):
+            if forward is missing:
+                del w.__dict__["forward"]
+            else:
+                w.__dict__["forward"] = forward
