@@ -45,30 +45,44 @@ from specdiag.probing.memory import probe_memory  # noqa: E402
 START, END = "<!-- bench_distributed:start -->", "<!-- bench_distributed:end -->"
 
 
-def worker(rank: int, world_size: int, store: str, args: argparse.Namespace, sharded: bool, queue: Any) -> None:
+def worker(
+    rank: int, world_size: int, store: str, args: argparse.Namespace, sharded: bool, queue: Any
+) -> None:
     """One rank: train (identically on every rank), probe its shard, report rank 0's numbers."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
-    dist.init_process_group("gloo", store=dist.FileStore(store, world_size), rank=rank,
-                            world_size=world_size, timeout=datetime.timedelta(seconds=1800))
+    dist.init_process_group(
+        "gloo",
+        store=dist.FileStore(store, world_size),
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=1800),
+    )
     try:
         gan = toys.mog_gan(hidden=args.hidden, depth=args.depth, seed=0)
         gan.train(args.train_steps, seed=0)
         batch = gan.sample(args.batch, torch.Generator().manual_seed(1))
         size = args.batch // world_size
-        mine = {key: value[rank * size:(rank + 1) * size] for key, value in batch.items()}
+        mine = {key: value[rank * size : (rank + 1) * size] for key, value in batch.items()}
         start = time.perf_counter()
-        record = sd.probe(gan.game, mine, k=args.k, tol=args.tol, shard_basis=sharded, on_error="ignore")
+        record = sd.probe(
+            gan.game, mine, k=args.k, tol=args.tol, shard_basis=sharded, on_error="ignore"
+        )
         seconds = time.perf_counter() - start
         peak = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0])
         dist.all_reduce(peak, op=dist.ReduceOp.MAX)
         memory = probe_memory(gan.game, k=args.k, world_size=world_size, shard_basis=sharded)
         if rank == 0:
-            queue.put({
-                "seconds": seconds, "peak": float(peak), "basis": memory.basis, "n": gan.game.n,
-                "products": {name: op.n_matvec for name, op in record.items()},
-                "eigenvalues": {name: op.eigenvalues for name, op in record.items()},
-                "status": record.status,
-            })
+            queue.put(
+                {
+                    "seconds": seconds,
+                    "peak": float(peak),
+                    "basis": memory.basis,
+                    "n": gan.game.n,
+                    "products": {name: op.n_matvec for name, op in record.items()},
+                    "eigenvalues": {name: op.eigenvalues for name, op in record.items()},
+                    "status": record.status,
+                }
+            )
     finally:
         dist.destroy_process_group()
 
@@ -77,8 +91,13 @@ def run(world_size: int, sharded: bool, args: argparse.Namespace) -> dict[str, A
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
-        procs = [ctx.Process(target=worker, args=(r, world_size, os.path.join(tmp, "store"), args, sharded, queue))
-                 for r in range(world_size)]
+        procs = [
+            ctx.Process(
+                target=worker,
+                args=(r, world_size, os.path.join(tmp, "store"), args, sharded, queue),
+            )
+            for r in range(world_size)
+        ]
         for p in procs:
             p.start()
         result = queue.get(timeout=3600)
@@ -103,8 +122,10 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str)
     base = rows[0]["eigenvalues"]
     for row in rows:
         delta = max(
-            float(np.nanmax(np.abs(row["eigenvalues"][k] - base[k]))) / float(np.nanmax(np.abs(base[k])))
-            if row["eigenvalues"][k].shape == base[k].shape else float("nan")
+            float(np.nanmax(np.abs(row["eigenvalues"][k] - base[k])))
+            / float(np.nanmax(np.abs(base[k])))
+            if row["eigenvalues"][k].shape == base[k].shape
+            else float("nan")
             for k in base
         )
         lines.append(
@@ -125,17 +146,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--quick", action="store_true", help="a small GAN and 1-2 processes, to check the script runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small GAN and 1-2 processes, to check the script runs",
+    )
     parser.add_argument("--markdown", type=Path, help="write the table into this Markdown file")
     args = parser.parse_args(argv)
-    command = "python scripts/bench_distributed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python scripts/bench_distributed.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     if args.quick:
-        args.hidden, args.depth, args.batch, args.train_steps, args.k, args.worlds = 16, 2, 64, 20, 4, [1, 2]
+        args.hidden, args.depth, args.batch, args.train_steps, args.k, args.worlds = (
+            16,
+            2,
+            64,
+            20,
+            4,
+            [1, 2],
+        )
     rows = []
     for world_size in args.worlds:
-        for mode in (("replicated", "sharded") if world_size > 1 else ("replicated",)):
+        for mode in ("replicated", "sharded") if world_size > 1 else ("replicated",):
             print(f"W = {world_size}, {mode} basis", flush=True)
-            rows.append({"world_size": world_size, "mode": mode, **run(world_size, mode == "sharded", args)})
+            rows.append(
+                {"world_size": world_size, "mode": mode, **run(world_size, mode == "sharded", args)}
+            )
     text = markdown(rows, args, command)
     print()
     print(text)

@@ -51,7 +51,10 @@ from specdiag import toys
 from specdiag.dynamics import update_operator
 
 START, END = "<!-- bench_eigs:start -->", "<!-- bench_eigs:end -->"
-UPDATE_START, UPDATE_END = "<!-- bench_eigs:update-operators:start -->", "<!-- bench_eigs:update-operators:end -->"
+UPDATE_START, UPDATE_END = (
+    "<!-- bench_eigs:update-operators:start -->",
+    "<!-- bench_eigs:update-operators:end -->",
+)
 SECTIONS = ("all", "solvers", "update-operators")
 
 
@@ -99,7 +102,7 @@ class RotationBlocks:
         m = n // 2
         self.shape, self.dtype, self.device = (2 * m, 2 * m), dtype, torch.device("cpu")
         a = torch.rand(m, generator=gen, dtype=dtype) * 1.2 - 0.2
-        b = (torch.rand(m, generator=gen, dtype=dtype) - 0.5)
+        b = torch.rand(m, generator=gen, dtype=dtype) - 0.5
         real = torch.rand(m, generator=gen, dtype=dtype) < 0.3
         c = torch.where(real, torch.zeros_like(b), b)
         d = torch.where(real, torch.rand(m, generator=gen, dtype=dtype) * 1.2 - 0.2, a)
@@ -125,7 +128,9 @@ class RotationBlocks:
 class DiagonalUnderReflection:
     """Symmetric: Q diag(d) Q with outliers over a bulk, or a clustered top."""
 
-    def __init__(self, n: int, seed: int, clustered: bool, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self, n: int, seed: int, clustered: bool, dtype: torch.dtype = torch.float64
+    ) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.shape, self.dtype, self.device = (n, n), dtype, torch.device("cpu")
         d = torch.rand(n, generator=gen, dtype=dtype)
@@ -157,7 +162,8 @@ class Row:
 
     def outside(self, result: sd.EigResult) -> float:
         """Wall time beyond ``n_matvec`` products at their clean cost, per product, as a
-        fraction of one product."""
+        fraction of one product.
+        """
         return (result.wall_time / result.n_matvec - self.product_s) / self.product_s
 
     @property
@@ -176,8 +182,15 @@ def run_case(case: str, op: Any, symmetric: bool, args: argparse.Namespace, whic
     product_s = timed.seconds / timed.calls
     timed = Timed(op)
     ref = solve(timed, k=args.k, which=which, tol=args.tol, backend="arpack", maxiter=args.maxiter)
-    row = Row(case, op.shape[0], f"{'eigsh' if symmetric else 'eigs'} {which}", ours, ref,
-              product_s, timed.seconds / timed.calls)
+    row = Row(
+        case,
+        op.shape[0],
+        f"{'eigsh' if symmetric else 'eigs'} {which}",
+        ours,
+        ref,
+        product_s,
+        timed.seconds / timed.calls,
+    )
     print(
         f"  {case:34s} n={row.n:>9,d} {row.solver:9s} products {ours.n_matvec:5d} vs {ref.n_matvec:5d} "
         f"({row.product_ratio:.2f}x)  wall {ours.wall_time:7.2f}s vs {ref.wall_time:7.2f}s  "
@@ -221,26 +234,46 @@ def trained_gan(label: str, hidden: int, depth: int, steps: int) -> tuple[toys.M
     n = sum(gan.n_parameters.values())
     t0 = time.perf_counter()
     gan.train(steps, lr=1e-4, optimizer="adam", seed=0)
-    print(f"{label}: {n:,d} parameters, trained {steps} steps in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(
+        f"{label}: {n:,d} parameters, trained {steps} steps in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
     return gan, gan.sample(256, generator=torch.Generator().manual_seed(1)), n
 
 
-def gan_cases(label: str, hidden: int, depth: int, steps: int, args: argparse.Namespace) -> tuple[list[Row], dict]:
+def gan_cases(
+    label: str, hidden: int, depth: int, steps: int, args: argparse.Namespace
+) -> tuple[list[Row], dict]:
     gan, batch, n = trained_gan(label, hidden, depth, steps)
     costs = product_costs(gan, batch, args.repeats)
-    print("  cost / v: " + ", ".join(f"{k} {v / costs['v']:.2f}" for k, v in costs.items() if k != "v"), flush=True)
+    print(
+        "  cost / v: "
+        + ", ".join(f"{k} {v / costs['v']:.2f}" for k, v in costs.items() if k != "v"),
+        flush=True,
+    )
     field = sd.GameField(gan.game, batch, seed=0)
-    rows = [run_case(f"{label} J (via Jᵀu)", sd.GameJacobian.from_field(field).T, False, args, "LM")]
+    rows = [
+        run_case(f"{label} J (via Jᵀu)", sd.GameJacobian.from_field(field).T, False, args, "LM")
+    ]
     for player in gan.game.player_names:
-        rows.append(run_case(f"{label} H[{player}]", sd.PlayerHessian.from_field(field, player), True, args, "LA"))
+        rows.append(
+            run_case(
+                f"{label} H[{player}]", sd.PlayerHessian.from_field(field, player), True, args, "LA"
+            )
+        )
     return rows, {"label": label, "n": n, **costs}
 
 
 # ---------------------------------------------------------------------- update operators
 #: (method, options) of every update operator benchmarked; momentum -0.3 as in Gidel et al.
 UPDATE_CASES = (
-    ("gd", {}), ("alternating_gd", {}), ("extragradient", {}), ("optimistic", {}),
-    ("momentum", {"beta": -0.3}), ("alternating_momentum", {"beta": -0.3}), ("consensus", {}),
+    ("gd", {}),
+    ("alternating_gd", {}),
+    ("extragradient", {}),
+    ("optimistic", {}),
+    ("momentum", {"beta": -0.3}),
+    ("alternating_momentum", {"beta": -0.3}),
+    ("consensus", {}),
 )
 
 
@@ -257,8 +290,9 @@ class UpdateRow:
         return float(result.eigenvalues.abs().max())
 
 
-def update_cases(label: str, hidden: int, depth: int, steps: int,
-                 args: argparse.Namespace) -> tuple[list[UpdateRow], float]:
+def update_cases(
+    label: str, hidden: int, depth: int, steps: int, args: argparse.Namespace
+) -> tuple[list[UpdateRow], float]:
     """ρ(∂T) of every method at η = 1 / |λ_max(J)| (consensus: γ = η), both solvers."""
     gan, batch, _ = trained_gan(label, hidden, depth, steps)
     J = sd.GameJacobian.from_field(sd.GameField(gan.game, batch, seed=0))
@@ -270,7 +304,11 @@ def update_cases(label: str, hidden: int, depth: int, steps: int,
         solves, products = [], []
         for backend in ("krylov-schur", "arpack"):
             before = J.n_products
-            solves.append(sd.eigs(T, k=args.k, which="LM", tol=args.tol, maxiter=args.maxiter, backend=backend))
+            solves.append(
+                sd.eigs(
+                    T, k=args.k, which="LM", tol=args.tol, maxiter=args.maxiter, backend=backend
+                )
+            )
             products.append(J.n_products - before)
         row = UpdateRow(method, T.shape[0], solves[0], solves[1], (products[0], products[1]))
         print(
@@ -285,7 +323,9 @@ def update_cases(label: str, hidden: int, depth: int, steps: int,
     return rows, lr
 
 
-def update_markdown(label: str, rows: list[UpdateRow], lr: float, args: argparse.Namespace, command: str) -> str:
+def update_markdown(
+    label: str, rows: list[UpdateRow], lr: float, args: argparse.Namespace, command: str
+) -> str:
     lines = [
         UPDATE_START,
         f"Command: `{command}`  ",
@@ -341,7 +381,9 @@ def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, comma
         "Cost of one product ÷ one evaluation of v (same batch, mean of "
         f"{args.repeats} after a warm-up):",
         "",
-        "| GAN | n | v (ms) | Jᵀu | J u | " + " | ".join(k for k in costs[0] if k.startswith("Hu")) + " |",
+        "| GAN | n | v (ms) | Jᵀu | J u | "
+        + " | ".join(k for k in costs[0] if k.startswith("Hu"))
+        + " |",
         "|---|---:|---:|---:|---:|" + "---:|" * sum(k.startswith("Hu") for k in costs[0]),
     ]
     for c in costs:
@@ -355,7 +397,8 @@ def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, comma
 
 def write_section(path: Path, text: str, start: str = START, end: str = END) -> None:
     """Replace the section between the ``start`` and ``end`` markers (``text`` holds
-    both) in a Markdown file, or append it."""
+    both) in a Markdown file, or append it.
+    """
     old = path.read_text() if path.exists() else ""
     if start in old and end in old:
         new = old[: old.index(start)] + text + old[old.index(end) + len(end) :]
@@ -370,12 +413,26 @@ def solvers_section(args: argparse.Namespace, command: str) -> None:
     rows: list[Row] = []
     print("synthetic operators", flush=True)
     for n in sizes:
-        rows.append(run_case("synthetic non-symmetric", RotationBlocks(n, seed=0), False, args, "LM"))
-        rows.append(run_case("synthetic non-symmetric", RotationBlocks(n, seed=0), False, args, "LI"))
-        rows.append(run_case("synthetic symmetric", DiagonalUnderReflection(n, 0, clustered=False), True, args, "LA"))
+        rows.append(
+            run_case("synthetic non-symmetric", RotationBlocks(n, seed=0), False, args, "LM")
+        )
+        rows.append(
+            run_case("synthetic non-symmetric", RotationBlocks(n, seed=0), False, args, "LI")
+        )
+        rows.append(
+            run_case(
+                "synthetic symmetric",
+                DiagonalUnderReflection(n, 0, clustered=False),
+                True,
+                args,
+                "LA",
+            )
+        )
         for seed in (0, 1, 2):  # a tight cluster makes product counts sensitive: show the spread
             op = DiagonalUnderReflection(n, seed, clustered=True)
-            rows.append(run_case(f"synthetic symmetric, clustered top, seed {seed}", op, True, args, "LA"))
+            rows.append(
+                run_case(f"synthetic symmetric, clustered top, seed {seed}", op, True, args, "LA")
+            )
     costs = []
     gans = [("GAN 2k", 16, 2, 20)] if args.smoke else [("GAN 200k", 220, 3, 300)]
     if not (args.smoke or args.skip_2m):
@@ -391,25 +448,32 @@ def solvers_section(args: argparse.Namespace, command: str) -> None:
         write_section(args.markdown, text)
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--maxiter", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=10, help="repetitions when timing one product")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="repetitions when timing one product"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
     parser.add_argument("--skip-2m", action="store_true", help="leave out the 2M-parameter GAN")
     parser.add_argument("--markdown", type=Path, help="write the tables into this Markdown file")
-    parser.add_argument("--section", choices=SECTIONS, default="all",
-                        help="run one section: the solver comparison or the update operators")
+    parser.add_argument(
+        "--section",
+        choices=SECTIONS,
+        default="all",
+        help="run one section: the solver comparison or the update operators",
+    )
     args = parser.parse_args(argv)
     command = "python scripts/bench_eigs.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     if args.section in ("all", "solvers"):
         solvers_section(args, command)
     if args.section in ("all", "update-operators"):
-        label, hidden, depth, steps = ("GAN 2k", 16, 2, 20) if args.smoke else ("GAN 200k", 220, 3, 300)
+        label, hidden, depth, steps = (
+            ("GAN 2k", 16, 2, 20) if args.smoke else ("GAN 200k", 220, 3, 300)
+        )
         print("update operators", flush=True)
         rows, lr = update_cases(label, hidden, depth, steps, args)
         text = update_markdown(label, rows, lr, args, command)

@@ -28,15 +28,17 @@ import time
 from pathlib import Path
 
 import torch
+from bench_eigs import write_section
 
 import specdiag as sd
-from bench_eigs import write_section
 from specdiag import toys
 
 START, END = "<!-- bench_overhead:start -->", "<!-- bench_overhead:end -->"
 
 
-def train(args: argparse.Namespace, operators: tuple[str, ...] | None, path: Path) -> tuple[float, toys.MoGGAN, list]:
+def train(
+    args: argparse.Namespace, operators: tuple[str, ...] | None, path: Path
+) -> tuple[float, toys.MoGGAN, list]:
     """One training run; returns wall seconds, the trained GAN and the probe records."""
     gan = toys.mog_gan(hidden=args.hidden, depth=args.depth, seed=args.seed)
     probe_batch = gan.sample(args.batch, generator=torch.Generator().manual_seed(12345))
@@ -44,8 +46,14 @@ def train(args: argparse.Namespace, operators: tuple[str, ...] | None, path: Pat
     monitor = None
     if operators is not None:
         monitor = sd.SpectrumMonitor(
-            gan.game, path, every=args.every, k=args.k, tol=args.tol, operators=operators,
-            probe_batch=probe_batch, resume=False,
+            gan.game,
+            path,
+            every=args.every,
+            k=args.k,
+            tol=args.tol,
+            operators=operators,
+            probe_batch=probe_batch,
+            resume=False,
         )
 
     def callback(step: int, batch: dict) -> None:
@@ -53,7 +61,14 @@ def train(args: argparse.Namespace, operators: tuple[str, ...] | None, path: Pat
             records.extend(monitor.step(step, batch))
 
     start = time.perf_counter()
-    gan.train(args.steps, lr=1e-4, batch_size=args.batch, optimizer="adam", seed=args.seed, callback=callback)
+    gan.train(
+        args.steps,
+        lr=1e-4,
+        batch_size=args.batch,
+        optimizer="adam",
+        seed=args.seed,
+        callback=callback,
+    )
     wall = time.perf_counter() - start
     if monitor is not None:
         monitor.close()
@@ -73,21 +88,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--budget", type=int, default=40, help="max_matvecs for the budget demonstration")
+    parser.add_argument(
+        "--budget", type=int, default=40, help="max_matvecs for the budget demonstration"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
     command = "python scripts/bench_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv)
     n = sum(toys.mog_gan_parameter_count(args.hidden, args.depth).values())
     players = ("generator", "discriminator")
-    print(f"MoG GAN, {n:,d} parameters, {args.steps} steps, probe every {args.every}, k = {args.k}", flush=True)
+    print(
+        f"MoG GAN, {n:,d} parameters, {args.steps} steps, probe every {args.every}, k = {args.k}",
+        flush=True,
+    )
 
     # Warm-up: one-off costs (lazy imports on the first optimiser step, allocator growth)
     # would otherwise land on whichever run comes first.
-    toys.mog_gan(hidden=args.hidden, depth=args.depth, seed=args.seed).train(5, batch_size=args.batch)
+    toys.mog_gan(hidden=args.hidden, depth=args.depth, seed=args.seed).train(
+        5, batch_size=args.batch
+    )
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
-        for label, ops in [("plain", None), ("J", ("jacobian",)), ("J + both Hessians", ("jacobian", *players))]:
+        for label, ops in [
+            ("plain", None),
+            ("J", ("jacobian",)),
+            ("J + both Hessians", ("jacobian", *players)),
+        ]:
             wall, gan, records = train(args, ops, Path(tmp) / f"{len(runs)}.h5")
             runs[label] = (wall, gan, records)
             print(f"  {label:18s} {wall:8.1f} s  ({len(records)} probes)", flush=True)
@@ -105,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         rec = sd.probe(gan.game, batch, k=args.k, tol=args.tol, backend=backend)
         compare[backend] = (time.perf_counter() - start, rec)
-    budget = sd.probe(gan.game, batch, k=args.k, tol=args.tol, max_matvecs=args.budget, on_error="ignore")
+    budget = sd.probe(
+        gan.game, batch, k=args.k, tol=args.tol, max_matvecs=args.budget, on_error="ignore"
+    )
 
     lines = [
         START,
@@ -140,14 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     ours, ref = compare["krylov-schur"][1], compare["arpack"][1]
     for name in ours.operators:
         a, b = ours[name], ref[name]
-        lines.append(f"| {name} | {a.n_matvec} / {b.n_matvec} | {a.wall_time:.2f} / {b.wall_time:.2f} |")
+        lines.append(
+            f"| {name} | {a.n_matvec} / {b.n_matvec} | {a.wall_time:.2f} / {b.wall_time:.2f} |"
+        )
     ratio = compare["krylov-schur"][0] / compare["arpack"][0]
     lines += [
         f"| whole probe (incl. building the graph) | | {compare['krylov-schur'][0]:.2f} / {compare['arpack'][0]:.2f} "
         f"(ratio {ratio:.2f}) |",
         "",
         f"`max_matvecs = {args.budget}`: "
-        + ", ".join(f"{name} {r.n_matvec} products, status `{r.status}`" for name, r in budget.operators.items())
+        + ", ".join(
+            f"{name} {r.n_matvec} products, status `{r.status}`"
+            for name, r in budget.operators.items()
+        )
         + f"; whole probe {budget.wall_time:.2f} s.",
         END,
     ]

@@ -35,7 +35,8 @@ WIDTH = K + 1
 
 def synthetic_eigenvalues(n: int, seed: int = 0) -> np.ndarray:
     """``(n, WIDTH)`` eigenvalues: five conjugate pairs whose real parts shrink and whose
-    imaginary parts grow over training (a GAN drifting into rotation), one real one."""
+    imaginary parts grow over training (a GAN drifting into rotation), one real one.
+    """
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, n)[:, None]
     j = np.arange(5)[None, :]
@@ -53,34 +54,59 @@ def write_trace(path: Path, n: int) -> Path:
     filled in bulk with h5py, since writing 10^4 probes one by one takes minutes.
     """
     eig = synthetic_eigenvalues(n)
-    operators = {"jacobian": {"kind": "jacobian", "which": "LM", "n": 10_000},
-                 "generator": {"kind": "hessian", "which": "LA", "n": 5_000},
-                 "discriminator": {"kind": "hessian", "which": "LA", "n": 5_000}}
+    operators = {
+        "jacobian": {"kind": "jacobian", "which": "LM", "n": 10_000},
+        "generator": {"kind": "hessian", "which": "LA", "n": 5_000},
+        "discriminator": {"kind": "hessian", "which": "LA", "n": 5_000},
+    }
 
     def op(kind: str, values: np.ndarray) -> SimpleNamespace:
-        return SimpleNamespace(kind=kind, which="LM" if kind == "jacobian" else "LA",
-                               eigenvalues=values, residuals=np.full(values.size, 1e-4),
-                               converged=np.ones(values.size, bool), n_matvec=60,
-                               wall_time=0.5, status="ok", message="", scalars={})
+        return SimpleNamespace(
+            kind=kind,
+            which="LM" if kind == "jacobian" else "LA",
+            eigenvalues=values,
+            residuals=np.full(values.size, 1e-4),
+            converged=np.ones(values.size, bool),
+            n_matvec=60,
+            wall_time=0.5,
+            status="ok",
+            message="",
+            scalars={},
+        )
 
     first = SimpleNamespace(
-        step=0, batch_index=0, seed=0, wall_time=1.0, build_time=0.1, status="ok",
+        step=0,
+        batch_index=0,
+        seed=0,
+        wall_time=1.0,
+        build_time=0.1,
+        status="ok",
         losses={"generator": 0.7, "discriminator": 0.6},
-        operators={"jacobian": op("jacobian", eig[0]),
-                   "generator": op("hessian", np.linspace(2.0, -0.1, K)),
-                   "discriminator": op("hessian", np.linspace(4.0, 0.1, K))})
-    with TraceWriter(path, operators=operators, players={"generator": 5_000,
-                     "discriminator": 5_000}, width=WIDTH, resume=False,
-                     config={"metadata": {"lr": 0.05, "optimizer": "sgd"}}) as w:
+        operators={
+            "jacobian": op("jacobian", eig[0]),
+            "generator": op("hessian", np.linspace(2.0, -0.1, K)),
+            "discriminator": op("hessian", np.linspace(4.0, 0.1, K)),
+        },
+    )
+    with TraceWriter(
+        path,
+        operators=operators,
+        players={"generator": 5_000, "discriminator": 5_000},
+        width=WIDTH,
+        resume=False,
+        config={"metadata": {"lr": 0.05, "optimizer": "sgd"}},
+    ) as w:
         w.write(first)
     steps = np.arange(n, dtype=np.int64) * 100
     abs_eig = np.abs(eig)
     with h5py.File(path, "r+") as f:
+
         def extend(name: str, obj: object) -> None:
             if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
                 first_row = obj[:1]
                 obj.resize(n, axis=0)
                 obj[...] = np.repeat(first_row, n, axis=0)
+
         f.visititems(extend)
         for name in operators:
             f[f"{name}/step"][...] = steps
@@ -125,12 +151,19 @@ def bench(n: int, tmp: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--probes", type=int, nargs="+", default=[100, 1_000, 10_000],
-                        help="trace sizes in probes (default: %(default)s)")
+    parser.add_argument(
+        "--probes",
+        type=int,
+        nargs="+",
+        default=[100, 1_000, 10_000],
+        help="trace sizes in probes (default: %(default)s)",
+    )
     args = parser.parse_args()
     columns = ("read", "spectrum", "evolution", "scalars", "gif", "total")
-    print(f"k = {K}, PNG at 120 dpi, GIF of at most {plot.MAX_FRAMES} frames; "
-          f"decimation above {plot.MAX_PROBES} probes; seconds")
+    print(
+        f"k = {K}, PNG at 120 dpi, GIF of at most {plot.MAX_FRAMES} frames; "
+        f"decimation above {plot.MAX_PROBES} probes; seconds"
+    )
     print(f"{'probes':>8} " + " ".join(f"{c:>9}" for c in columns))
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.probes:

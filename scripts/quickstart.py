@@ -28,8 +28,9 @@ HIDDEN = 64
 BATCH = 256
 
 
-def ring_of_gaussians(n: int, generator: torch.Generator, *, modes: int = 8,
-                      radius: float = 2.0, std: float = 0.02) -> torch.Tensor:
+def ring_of_gaussians(
+    n: int, generator: torch.Generator, *, modes: int = 8, radius: float = 2.0, std: float = 0.02
+) -> torch.Tensor:
     """``n`` points from ``modes`` Gaussians evenly spaced on a circle, shape ``(n, 2)``."""
     angle = 2 * math.pi * torch.randint(modes, (n,), generator=generator) / modes
     centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
@@ -38,14 +39,17 @@ def ring_of_gaussians(n: int, generator: torch.Generator, *, modes: int = 8,
 
 def mlp(n_in: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(n_in, HIDDEN), nn.ReLU(),
-        nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+        nn.Linear(n_in, HIDDEN),
+        nn.ReLU(),
+        nn.Linear(HIDDEN, HIDDEN),
+        nn.ReLU(),
         nn.Linear(HIDDEN, n_out),
     )
 
 
-def gan_losses(G: nn.Module, D: nn.Module, real: torch.Tensor,
-               z: torch.Tensor) -> dict[str, torch.Tensor]:
+def gan_losses(
+    G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Non-saturating GAN losses, **without** detaching the generator's output.
 
     Each loss is differentiated only with respect to its own player's parameters, so
@@ -73,7 +77,9 @@ def probe(game: sd.Game, batch: tuple[torch.Tensor, torch.Tensor], step: int, k:
     )
     for i, value in enumerate(lam.tolist(), start=1):
         print(f"    λ{i:<2d} = {value.real:+.4e} {value.imag:+.4e}j")
-    print(f"    min Re λ = {lam.real.min().item():+.4e}   max |Im λ| = {lam.imag.abs().max().item():.4e}")
+    print(
+        f"    min Re λ = {lam.real.min().item():+.4e}   max |Im λ| = {lam.imag.abs().max().item():.4e}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

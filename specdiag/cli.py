@@ -72,79 +72,134 @@ def _add_demo(commands: Any) -> None:
 
     d = DemoConfig()
     demo = commands.add_parser(
-        "demo", help="train the built-in GAN two ways and show its spectra (a few minutes)",
+        "demo",
+        help="train the built-in GAN two ways and show its spectra (a few minutes)",
         description="Train the mixture-of-Gaussians GAN of 'The Numerics of GANs' twice from "
         "the same seed, by simultaneous gradient descent and by consensus optimisation, with "
         "a SpectrumMonitor on each; write both traces, their figures, a comparison and a "
-        "summary into DIR.")
-    demo.add_argument("--out", default="specdiag-demo", metavar="DIR",
-                      help="output directory (default: %(default)s)")
-    demo.add_argument("--steps", type=int, default=d.steps, help="training steps per run (default: %(default)s)")
-    demo.add_argument("--every", type=int, default=d.every, help="probe every N steps (default: %(default)s)")
-    demo.add_argument("--k", type=int, default=d.k, help="eigenvalues per operator (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=d.seed, help="random seed of both runs (default: %(default)s)")
+        "summary into DIR.",
+    )
+    demo.add_argument(
+        "--out",
+        default="specdiag-demo",
+        metavar="DIR",
+        help="output directory (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--steps", type=int, default=d.steps, help="training steps per run (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--every", type=int, default=d.every, help="probe every N steps (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--k", type=int, default=d.k, help="eigenvalues per operator (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=d.seed, help="random seed of both runs (default: %(default)s)"
+    )
     demo.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
-    demo.add_argument("--optimizer", choices=("rmsprop", "adam", "sgd"), default=d.optimizer,
-                      help="optimiser of both players (default: %(default)s)")
-    demo.add_argument("--loss", choices=("nonsaturating", "minimax", "wgan"), default=d.loss,
-                      help="GAN loss (default: %(default)s)")
-    demo.add_argument("--consensus", type=float, default=d.consensus,
-                      help="γ of consensus optimisation (default: %(default)s)")
-    demo.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size (default: %(default)s)")
+    demo.add_argument(
+        "--optimizer",
+        choices=("rmsprop", "adam", "sgd"),
+        default=d.optimizer,
+        help="optimiser of both players (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--loss",
+        choices=("nonsaturating", "minimax", "wgan"),
+        default=d.loss,
+        help="GAN loss (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--consensus",
+        type=float,
+        default=d.consensus,
+        help="γ of consensus optimisation (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help="batch size (default: %(default)s)"
+    )
     _add_output_options(demo)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("png", "pdf", "svg"), default="png",
-                        help="figure format (default: %(default)s)")
+    parser.add_argument(
+        "--format",
+        choices=("png", "pdf", "svg"),
+        default="png",
+        help="figure format (default: %(default)s)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
 def _add_plot(commands: Any) -> None:
     plot = commands.add_parser(
-        "plot", help="draw every figure of a trace",
+        "plot",
+        help="draw every figure of a trace",
         description="Draw the eigenvalues of a trace in the complex plane coloured by step, "
         "their real and imaginary parts over training (and as an animated GIF), the summary "
-        "scalars, and the spread across probe batches. Works on a trace still being written.")
+        "scalars, and the spread across probe batches. Works on a trace still being written.",
+    )
     plot.add_argument("trace", metavar="TRACE.h5")
-    plot.add_argument("--out", metavar="DIR",
-                      help="output directory (default: the trace's name without .h5, plus _plots)")
-    plot.add_argument("--operator", default="jacobian",
-                      help="operator whose eigenvalues to draw (default: %(default)s)")
-    plot.add_argument("--lr", type=float,
-                      help="draw the stability region of gradient descent at this step size "
-                      "(default: the lr stored in the trace's metadata, if any)")
+    plot.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: the trace's name without .h5, plus _plots)",
+    )
+    plot.add_argument(
+        "--operator",
+        default="jacobian",
+        help="operator whose eigenvalues to draw (default: %(default)s)",
+    )
+    plot.add_argument(
+        "--lr",
+        type=float,
+        help="draw the stability region of gradient descent at this step size "
+        "(default: the lr stored in the trace's metadata, if any)",
+    )
     plot.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
-    plot.add_argument("--swmr", action="store_true",
-                      help="read a trace written in SWMR mode (monitor with swmr=True)")
+    plot.add_argument(
+        "--swmr",
+        action="store_true",
+        help="read a trace written in SWMR mode (monitor with swmr=True)",
+    )
     _add_output_options(plot)
     plot.set_defaults(handler=_plot)
 
 
 def _add_compare(commands: Any) -> None:
     compare = commands.add_parser(
-        "compare", help="overlay several runs",
+        "compare",
+        help="overlay several runs",
         description="Overlay the spectra and scalars of several traces, e.g. simultaneous "
-        "gradient descent against consensus optimisation.")
+        "gradient descent against consensus optimisation.",
+    )
     compare.add_argument("traces", nargs="+", metavar="TRACE.h5")
-    compare.add_argument("--out", default="compare", metavar="DIR",
-                         help="output directory (default: %(default)s)")
-    compare.add_argument("--labels", nargs="+", metavar="LABEL",
-                         help="one label per trace (default: the file names)")
-    compare.add_argument("--operator", default="jacobian",
-                         help="operator whose eigenvalues to draw (default: %(default)s)")
+    compare.add_argument(
+        "--out", default="compare", metavar="DIR", help="output directory (default: %(default)s)"
+    )
+    compare.add_argument(
+        "--labels", nargs="+", metavar="LABEL", help="one label per trace (default: the file names)"
+    )
+    compare.add_argument(
+        "--operator",
+        default="jacobian",
+        help="operator whose eigenvalues to draw (default: %(default)s)",
+    )
     _add_output_options(compare)
     compare.set_defaults(handler=_compare)
 
 
 def _add_summary(commands: Any) -> None:
     summary = commands.add_parser(
-        "summary", help="a table of a trace's probes, with warnings",
+        "summary",
+        help="a table of a trace's probes, with warnings",
         description="Print one row per probe: step, status, converged eigenvalues and "
         "products per operator, the Jacobian's scalars and the Hessians' extremes; then "
-        "warnings (failed or unconverged probes, k reaching into the bulk).")
+        "warnings (failed or unconverged probes, k reaching into the bulk).",
+    )
     summary.add_argument("trace", metavar="TRACE.h5")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.set_defaults(handler=_summary)
@@ -163,9 +218,17 @@ def _open(path: str, swmr: bool = False) -> Any:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
-    config = DemoConfig(steps=args.steps, every=args.every, k=args.k, seed=args.seed,
-                        lr=args.lr, optimizer=args.optimizer, loss=args.loss,
-                        consensus=args.consensus, batch_size=args.batch_size)
+    config = DemoConfig(
+        steps=args.steps,
+        every=args.every,
+        k=args.k,
+        seed=args.seed,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        loss=args.loss,
+        consensus=args.consensus,
+        batch_size=args.batch_size,
+    )
     run_demo(args.out, config, force=args.force, progress=not args.no_progress, fmt=args.format)
     return 0
 
@@ -177,8 +240,15 @@ def _plot(args: argparse.Namespace) -> int:
 
     trace = _open(args.trace, args.swmr)
     out = args.out or str(Path(args.trace).with_suffix("")) + "_plots"
-    written = plot_trace(trace, out, operator=args.operator, fmt=args.format, force=args.force,
-                         lr=args.lr, gif=not args.no_gif)
+    written = plot_trace(
+        trace,
+        out,
+        operator=args.operator,
+        fmt=args.format,
+        force=args.force,
+        lr=args.lr,
+        gif=not args.no_gif,
+    )
     for path in written:
         print(path)
     return 0
@@ -188,11 +258,19 @@ def _compare(args: argparse.Namespace) -> int:
     from .plot import compare_traces
 
     if args.labels is not None and len(args.labels) != len(args.traces):
-        raise ValueError(f"--labels needs one label per trace: {len(args.traces)} traces, "
-                         f"{len(args.labels)} labels")
+        raise ValueError(
+            f"--labels needs one label per trace: {len(args.traces)} traces, "
+            f"{len(args.labels)} labels"
+        )
     traces = [_open(path) for path in args.traces]
-    written = compare_traces(traces, args.out, labels=args.labels, operator=args.operator,
-                             fmt=args.format, force=args.force)
+    written = compare_traces(
+        traces,
+        args.out,
+        labels=args.labels,
+        operator=args.operator,
+        fmt=args.format,
+        force=args.force,
+    )
     for path in written:
         print(path)
     return 0
@@ -228,9 +306,12 @@ def _info(args: argparse.Namespace) -> int:
         ("cuda available", "yes" if cuda else "no"),
     ]
     if cuda:
-        rows.append(("cuda devices", ", ".join(
-            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-        )))
+        rows.append(
+            (
+                "cuda devices",
+                ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())),
+            )
+        )
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -40,8 +40,16 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-__all__ = ["DemoConfig", "RunResult", "run_demo", "mode_coverage", "demo_summary", "RUNS",
-           "TRACES", "TRACE_LABELS"]
+__all__ = [
+    "DemoConfig",
+    "RunResult",
+    "run_demo",
+    "mode_coverage",
+    "demo_summary",
+    "RUNS",
+    "TRACES",
+    "TRACE_LABELS",
+]
 
 #: The training runs.
 RUNS = ("simultaneous", "consensus")
@@ -54,8 +62,11 @@ TRACES = {
 #: Hutchinson samples of the Helmholtz split at every probe.
 HELMHOLTZ_SAMPLES = 8
 #: Short labels of the traces in figures and the summary.
-TRACE_LABELS = {"simultaneous": "simultaneous GD: J", "consensus-game": "consensus: J",
-                "consensus": "consensus: J of v+γJᵀv"}
+TRACE_LABELS = {
+    "simultaneous": "simultaneous GD: J",
+    "consensus-game": "consensus: J",
+    "consensus": "consensus: J of v+γJᵀv",
+}
 
 
 @dataclass(frozen=True)
@@ -171,8 +182,11 @@ def mode_coverage(samples: np.ndarray, centres: np.ndarray, std: float) -> dict[
 
 def _outputs(out: Path) -> list[Path]:
     """Files and figure directories the demo writes (checked before anything runs)."""
-    return ([out / f"{name}.h5" for name in TRACES] + [out / name for name in TRACES]
-            + [out / "compare", out / "samples.png", out / "summary.txt"])
+    return (
+        [out / f"{name}.h5" for name in TRACES]
+        + [out / name for name in TRACES]
+        + [out / "compare", out / "samples.png", out / "summary.txt"]
+    )
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -185,7 +199,9 @@ def _check_out(out: Path, force: bool) -> None:
             raise FileExistsError(f"{path} exists; pass --force to overwrite")
 
 
-def _train_one(run: str, config: DemoConfig, out: Path, progress: bool) -> tuple[Any, dict[str, Path], float]:
+def _train_one(
+    run: str, config: DemoConfig, out: Path, progress: bool
+) -> tuple[Any, dict[str, Path], float]:
     """Train one run with its monitors attached; return the GAN, its traces and the seconds."""
     import time
 
@@ -198,46 +214,92 @@ def _train_one(run: str, config: DemoConfig, out: Path, progress: bool) -> tuple
     from .toys import MoGGAN, mog_gan
 
     gamma = config.consensus if run == "consensus" else 0.0
-    gan = mog_gan(hidden=config.hidden, depth=config.depth, radius=1.0, std=0.01, latent=16,
-                  loss=config.loss, consensus=gamma, seed=config.seed)
+    gan = mog_gan(
+        hidden=config.hidden,
+        depth=config.depth,
+        radius=1.0,
+        std=0.01,
+        latent=16,
+        loss=config.loss,
+        consensus=gamma,
+        seed=config.seed,
+    )
     probe_batch = gan.sample(config.batch_size, torch.Generator().manual_seed(config.seed + 1))
     schedule = AtSteps(sorted(set(range(0, config.steps, config.every)) | {config.steps - 1}))
-    metadata = {"run": run, "optimizer": config.optimizer, "lr": config.lr, "loss": config.loss,
-                "consensus": gamma, "batch_size": config.batch_size, "seed": config.seed,
-                "model": f"MLP {config.depth}x{config.hidden}, ring of 8 Gaussians"}
+    metadata = {
+        "run": run,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "loss": config.loss,
+        "consensus": gamma,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "model": f"MLP {config.depth}x{config.hidden}, ring of 8 Gaussians",
+    }
     # the game each trace measures: the field the run follows, and (consensus) the plain game
     games = {run: gan.game}
     if gamma > 0:
-        plain = MoGGAN(gan.generator, gan.discriminator, centres=gan.centres, std=gan.std,
-                       latent=gan.latent, loss=gan.loss)
+        plain = MoGGAN(
+            gan.generator,
+            gan.discriminator,
+            centres=gan.centres,
+            std=gan.std,
+            latent=gan.latent,
+            loss=gan.loss,
+        )
         games["consensus-game"] = plain.game
     traces = {name: out / f"{name}.h5" for name in games}
     # the run's own optimiser on the field it follows: its effective update operator
-    rule = UpdateRule("gd", lr=config.lr,
-                      optimizers=None if config.optimizer == "sgd" else (lambda: gan.optimizers))
+    rule = UpdateRule(
+        "gd",
+        lr=config.lr,
+        optimizers=None if config.optimizer == "sgd" else (lambda: gan.optimizers),
+    )
     monitors = [
-        SpectrumMonitor(game, traces[name], every=schedule, k=config.k, probe_batch=probe_batch,
-                        resume=False, metadata={**metadata, "field": TRACES[name]},
-                        operators=None if name == run else ("jacobian",),
-                        update=rule if name == run else None, helmholtz=HELMHOLTZ_SAMPLES)
+        SpectrumMonitor(
+            game,
+            traces[name],
+            every=schedule,
+            k=config.k,
+            probe_batch=probe_batch,
+            resume=False,
+            metadata={**metadata, "field": TRACES[name]},
+            operators=None if name == run else ("jacobian",),
+            update=rule if name == run else None,
+            helmholtz=HELMHOLTZ_SAMPLES,
+        )
         for name, game in games.items()
     ]
     label = "simultaneous GD" if gamma == 0 else f"consensus (γ={gamma:g})"
-    bar = tqdm(total=config.steps, desc=f"{label:<20}", unit="step", leave=True,
-               disable=None if progress else True, dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps,
+        desc=f"{label:<20}",
+        unit="step",
+        leave=True,
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
 
     def callback(step: int, batch: Any) -> None:
         if schedule.due(step):
             bar.set_postfix_str("probing", refresh=True)
             jac = [m.step(step)[0]["jacobian"].scalars for m in monitors][0]
-            bar.set_postfix_str(f"step {step}: min Re λ {jac['min_real']:+.3g}, "
-                                f"max |Im λ| {jac['max_imag']:.3g}", refresh=False)
+            bar.set_postfix_str(
+                f"step {step}: min Re λ {jac['min_real']:+.3g}, max |Im λ| {jac['max_imag']:.3g}",
+                refresh=False,
+            )
         bar.update(1)
 
     start = time.perf_counter()
     try:
-        gan.train(config.steps, lr=config.lr, batch_size=config.batch_size,
-                  optimizer=config.optimizer, seed=config.seed, callback=callback)
+        gan.train(
+            config.steps,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            optimizer=config.optimizer,
+            seed=config.seed,
+            callback=callback,
+        )
     finally:
         for m in monitors:
             m.close()
@@ -245,9 +307,15 @@ def _train_one(run: str, config: DemoConfig, out: Path, progress: bool) -> tuple
     return gan, traces, time.perf_counter() - start
 
 
-def run_demo(out_dir: str | os.PathLike[str], config: Optional[DemoConfig] = None, *,
-             force: bool = False, progress: bool = True, fmt: str = "png",
-             report: Callable[[str], None] = print) -> list[RunResult]:
+def run_demo(
+    out_dir: str | os.PathLike[str],
+    config: Optional[DemoConfig] = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    fmt: str = "png",
+    report: Callable[[str], None] = print,
+) -> list[RunResult]:
     """Train both runs, write their traces, figures and a summary into ``out_dir``.
 
     Parameters
@@ -283,21 +351,40 @@ def run_demo(out_dir: str | os.PathLike[str], config: Optional[DemoConfig] = Non
     results = []
     for run in RUNS:
         gan, traces, seconds = _train_one(run, config, out, progress)
-        figures = [f for name, path in traces.items()
-                   for f in plot.plot_trace(path, out / name, fmt=fmt, force=True)]
+        figures = [
+            f
+            for name, path in traces.items()
+            for f in plot.plot_trace(path, out / name, fmt=fmt, force=True)
+        ]
         with torch.no_grad():
-            fake = gan.generator(torch.randn(
-                4096, gan.latent, generator=torch.Generator().manual_seed(config.seed + 2)))
+            fake = gan.generator(
+                torch.randn(
+                    4096, gan.latent, generator=torch.Generator().manual_seed(config.seed + 2)
+                )
+            )
         samples = fake.double().numpy()
-        results.append(RunResult(run, traces, figures, samples,
-                                 mode_coverage(samples, gan.centres.double().numpy(), gan.std),
-                                 seconds))
+        results.append(
+            RunResult(
+                run,
+                traces,
+                figures,
+                samples,
+                mode_coverage(samples, gan.centres.double().numpy(), gan.std),
+                seconds,
+            )
+        )
     traces = {name: path for r in results for name, path in r.traces.items()}
     order = [name for name in TRACES if name in traces]
-    figures = plot.compare_traces([traces[n] for n in order], out / "compare",
-                                  labels=[TRACE_LABELS[n] for n in order], fmt=fmt, force=True)
+    figures = plot.compare_traces(
+        [traces[n] for n in order],
+        out / "compare",
+        labels=[TRACE_LABELS[n] for n in order],
+        fmt=fmt,
+        force=True,
+    )
     _samples_figure(results, gan.centres.double().numpy(), gan.std).savefig(
-        out / "samples.png", dpi=120)
+        out / "samples.png", dpi=120
+    )
     text = demo_summary(results, config)
     (out / "summary.txt").write_text(text + "\n", encoding="utf-8")
     report(text)
@@ -315,12 +402,21 @@ def _samples_figure(results: list[RunResult], centres: np.ndarray, std: float) -
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(results), sharex=True, sharey=True, squeeze=False)[0]
     for ax, r in zip(axes, results):
-        ax.scatter(r.samples[:, 0], r.samples[:, 1], s=2, alpha=0.3, color="C0",
-                   rasterized=True, label="generated")
+        ax.scatter(
+            r.samples[:, 0],
+            r.samples[:, 1],
+            s=2,
+            alpha=0.3,
+            color="C0",
+            rasterized=True,
+            label="generated",
+        )
         ax.scatter(centres[:, 0], centres[:, 1], s=60, marker="x", color="C3", label="modes")
         c = r.coverage
-        ax.set_title(f"{r.name}: {c['modes']}/{c['of']} modes, "
-                     f"{100 * c['high_quality']:.0f}% within 3σ", fontsize=10)
+        ax.set_title(
+            f"{r.name}: {c['modes']}/{c['of']} modes, {100 * c['high_quality']:.0f}% within 3σ",
+            fontsize=10,
+        )
         ax.set_xlabel("x₁")
         ax.set_aspect("equal")
     axes[0].set_ylabel("x₂")
@@ -333,7 +429,8 @@ def _samples_figure(results: list[RunResult], centres: np.ndarray, std: float) -
 
 def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
     """The demo's findings as text: per trace, the spectrum at the end and over
-    training; per run, how well the samples cover the modes."""
+    training; per run, how well the samples cover the modes.
+    """
     from .trace import open_trace
 
     columns: dict[str, list[str]] = {}
@@ -360,13 +457,25 @@ def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
                 f"{100 * cov['high_quality']:.0f}%",
                 f"{r.seconds:.0f} s",
             ]
-    labels = ["probes", "probes converged", "final min Re λ", "final max |Im λ|",
-              "final max |Im λ / Re λ|", "final |λ|max", "final eigenvalues with Re λ < 0",
-              "probes with min Re λ < 0", "largest |Im λ| over training",
-              "median max |Im λ / Re λ|", "final ρ(∂T) of the run's step",
-              "probes with ρ(∂T) > 1", "median rotation ‖A‖²/‖J‖²",
-              "median zero-sum defect", "modes covered (run)",
-              "samples within 3σ of a mode (run)", "training + probing time (run)"]
+    labels = [
+        "probes",
+        "probes converged",
+        "final min Re λ",
+        "final max |Im λ|",
+        "final max |Im λ / Re λ|",
+        "final |λ|max",
+        "final eigenvalues with Re λ < 0",
+        "probes with min Re λ < 0",
+        "largest |Im λ| over training",
+        "median max |Im λ / Re λ|",
+        "final ρ(∂T) of the run's step",
+        "probes with ρ(∂T) > 1",
+        "median rotation ‖A‖²/‖J‖²",
+        "median zero-sum defect",
+        "modes covered (run)",
+        "samples within 3σ of a mode (run)",
+        "training + probing time (run)",
+    ]
     width = max(map(len, labels))
     cw = max(max(len(v) for v in col) for col in columns.values())
     cw = max(cw, *(len(n) for n in columns))
@@ -384,8 +493,9 @@ def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
         " " * width + "  " + "  ".join(n.rjust(cw) for n in columns),
     ]
     for j, label in enumerate(labels):
-        lines.append(label.ljust(width) + "  "
-                     + "  ".join(col[j].rjust(cw) for col in columns.values()))
+        lines.append(
+            label.ljust(width) + "  " + "  ".join(col[j].rjust(cw) for col in columns.values())
+        )
     return "\n".join(lines)
 
 
@@ -397,8 +507,10 @@ def _dynamics_cells(tr: Any) -> list[str]:
         cells = [f"{rho[-1]:.6f}", f"{int((rho > 1).sum())}/{len(tr)}"]
     if "helmholtz" in tr.operators:
         h = tr.scalars("helmholtz")
-        cells += [f"{np.nanmedian(h['rotation_fraction']):.3f}",
-                  f"{np.nanmedian(h['zero_sum_defect']):.3f}"]
+        cells += [
+            f"{np.nanmedian(h['rotation_fraction']):.3f}",
+            f"{np.nanmedian(h['zero_sum_defect']):.3f}",
+        ]
     else:
         cells += ["–", "–"]
     return cells

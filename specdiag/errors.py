@@ -57,17 +57,20 @@ class NonFiniteError(SpecdiagError, FloatingPointError):
 class TraceError(SpecdiagError, ValueError):
     """A trace file is missing, unreadable, not a specdiag trace, written by a newer
     specdiag, or incompatible with the game being monitored. The message is one line
-    naming the file and the problem."""
+    naming the file and the problem.
+    """
 
 
 class ConvergenceWarning(UserWarning):
     """An eigensolver stopped (iteration limit or product budget) before all wanted
-    eigenvalues converged. The result is still returned, with ``converged`` flags."""
+    eigenvalues converged. The result is still returned, with ``converged`` flags.
+    """
 
 
 class ProbeWarning(UserWarning):
     """A probe failed (non-finite loss, an exception in the closure) or did not
-    converge. The failure is recorded in the probe's record and trace; training goes on."""
+    converge. The failure is recorded in the probe's record and trace; training goes on.
+    """
 
 
 def user_stacklevel() -> int:

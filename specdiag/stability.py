@@ -68,7 +68,9 @@ def _check_method(method: str, beta: float) -> None:
     if not np.isfinite(beta):
         raise ValueError(f"beta must be a finite number, got {beta!r}")
     if beta != 0 and method != "momentum":
-        raise ValueError(f"beta is the momentum of method='momentum'; method={method!r} takes no beta")
+        raise ValueError(
+            f"beta is the momentum of method='momentum'; method={method!r} takes no beta"
+        )
 
 
 def _check_lr(lr: float) -> float:
@@ -109,7 +111,9 @@ def _update_shifts(z: np.ndarray, method: str, beta: float) -> np.ndarray:
     return _quadratic_roots(1 - beta + z, z)
 
 
-def update_eigenvalues(eigenvalues: Any, method: str, lr: float, *, beta: float = 0.0) -> np.ndarray:
+def update_eigenvalues(
+    eigenvalues: Any, method: str, lr: float, *, beta: float = 0.0
+) -> np.ndarray:
     r"""Eigenvalues :math:`\mu` of the update Jacobian :math:`\partial T` for eigenvalues
     :math:`\lambda` of :math:`J` (see the table in :mod:`specdiag.stability`).
 
@@ -208,7 +212,9 @@ def _finite_eigenvalues(eigenvalues: Any) -> np.ndarray:
     lam = np.asarray(eigenvalues, dtype=complex).reshape(-1)
     lam = lam[np.isfinite(lam)]
     if lam.size == 0:
-        raise ValueError("max_stable_lr needs at least one finite eigenvalue (NaN padding is ignored)")
+        raise ValueError(
+            "max_stable_lr needs at least one finite eigenvalue (NaN padding is ignored)"
+        )
     return np.unique(lam.real + 1j * np.abs(lam.imag))
 
 
@@ -277,19 +283,36 @@ def max_stable_lr(eigenvalues: Any, method: str = "gd", *, beta: float = 0.0) ->
     lam = _finite_eigenvalues(eigenvalues)
     beta = float(beta)
     if np.any(lam == 0):
-        return _none(method, beta, 0j, "λ = 0 is an eigenvalue of J: it maps to μ = 1 at every step "
-                     "size, so no step size contracts along it")
+        return _none(
+            method,
+            beta,
+            0j,
+            "λ = 0 is an eigenvalue of J: it maps to μ = 1 at every step "
+            "size, so no step size contracts along it",
+        )
     if method == "momentum" and abs(beta) >= 1:
-        return _none(method, beta, None, f"|beta| = {abs(beta):g} >= 1: the two update eigenvalues "
-                     "of every λ multiply to beta, so one has |μ| >= 1 at every step size")
+        return _none(
+            method,
+            beta,
+            None,
+            f"|beta| = {abs(beta):g} >= 1: the two update eigenvalues "
+            "of every λ multiply to beta, so one has |μ| >= 1 at every step size",
+        )
     if method == "gd":
         return _gd_bound(lam)
     return _numerical_bound(lam, method, beta)
 
 
-def _none(method: str, beta: float, lam: complex | None, why: str,
-          intervals: tuple[tuple[float, float], ...] = ()) -> StepSizeBound:
-    return StepSizeBound(0.0, method, beta, lam, f"no stable step size for {method}: {why}", intervals)
+def _none(
+    method: str,
+    beta: float,
+    lam: complex | None,
+    why: str,
+    intervals: tuple[tuple[float, float], ...] = (),
+) -> StepSizeBound:
+    return StepSizeBound(
+        0.0, method, beta, lam, f"no stable step size for {method}: {why}", intervals
+    )
 
 
 def _gd_bound(lam: np.ndarray) -> StepSizeBound:
@@ -297,11 +320,22 @@ def _gd_bound(lam: np.ndarray) -> StepSizeBound:
     i = int(np.argmin(lam.real / squared))
     worst = complex(lam[i])
     if worst.real <= 0:
-        return _none("gd", 0.0, worst, f"λ = {worst:.4g} has Re λ <= 0, and |1 - ηλ| >= 1 for every η > 0 "
-                     "(gradient descent needs Re λ > 0 for every eigenvalue)")
+        return _none(
+            "gd",
+            0.0,
+            worst,
+            f"λ = {worst:.4g} has Re λ <= 0, and |1 - ηλ| >= 1 for every η > 0 "
+            "(gradient descent needs Re λ > 0 for every eigenvalue)",
+        )
     lr = float(2 * worst.real / squared[i])
-    return StepSizeBound(lr, "gd", 0.0, worst, f"gd is stable for η < {lr:.6g} = 2 Re λ / |λ|² "
-                         f"at λ = {worst:.4g}", ((0.0, lr),))
+    return StepSizeBound(
+        lr,
+        "gd",
+        0.0,
+        worst,
+        f"gd is stable for η < {lr:.6g} = 2 Re λ / |λ|² at λ = {worst:.4g}",
+        ((0.0, lr),),
+    )
 
 
 def _contracts(z: np.ndarray, method: str, beta: float) -> np.ndarray:
@@ -331,16 +365,30 @@ def _numerical_bound(lam: np.ndarray, method: str, beta: float) -> StepSizeBound
     if not near_zero.all():
         bad = lam[~near_zero]
         worst = complex(bad[np.argmin(bad.real / np.abs(bad))])
-        where = "; stable only for η in " + ", ".join(f"({a:.4g}, {b:.4g})" for a, b in intervals) \
-            if intervals else ""
-        return _none(method, beta, worst, f"λ = {worst:.4g} has Re λ <= 0, and {method} does not "
-                     f"contract along it for small step sizes{where}", intervals)
+        where = (
+            "; stable only for η in " + ", ".join(f"({a:.4g}, {b:.4g})" for a, b in intervals)
+            if intervals
+            else ""
+        )
+        return _none(
+            method,
+            beta,
+            worst,
+            f"λ = {worst:.4g} has Re λ <= 0, and {method} does not "
+            f"contract along it for small step sizes{where}",
+            intervals,
+        )
     lr = intervals[0][1]
     limiting = complex(lam[rows[np.argmin(np.abs(changes - lr))]])
     extra = f"; also stable for η in {intervals[1:]}" if len(intervals) > 1 else ""
-    return StepSizeBound(lr, method, beta, limiting,
-                         f"{method} is stable for η < {lr:.6g}, set by λ = {limiting:.4g}{extra}",
-                         intervals)
+    return StepSizeBound(
+        lr,
+        method,
+        beta,
+        limiting,
+        f"{method} is stable for η < {lr:.6g}, set by λ = {limiting:.4g}{extra}",
+        intervals,
+    )
 
 
 def _merge(edges: np.ndarray, stable: np.ndarray) -> tuple[tuple[float, float], ...]:

@@ -23,17 +23,19 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 from torch import distributed as dist
-from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn import functional as F
 
 import specdiag as sd
 from specdiag import toys
-from specdiag.probing.distributed import AveragedOperator, resolve_group
 from specdiag.errors import ProbeWarning
+from specdiag.probing.distributed import AveragedOperator, resolve_group
 
 
-def launch(target: Callable[..., Any], world_size: int, *args: Any, timeout: float = 90.0) -> list[Any]:
+def launch(
+    target: Callable[..., Any], world_size: int, *args: Any, timeout: float = 90.0
+) -> list[Any]:
     """Run ``target(rank, world_size, *args)`` on ``world_size`` gloo ranks; their results."""
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,7 +56,9 @@ def launch(target: Callable[..., Any], world_size: int, *args: Any, timeout: flo
         outcomes = []
         for rank in range(world_size):
             path = os.path.join(tmp, f"result{rank}.pkl")
-            outcomes.append(pickle.load(open(path, "rb")) if os.path.exists(path) else ("missing", None))
+            outcomes.append(
+                pickle.load(open(path, "rb")) if os.path.exists(path) else ("missing", None)
+            )
     errors = [f"rank {r}: {value}" for r, (kind, value) in enumerate(outcomes) if kind != "ok"]
     if hung or errors:
         raise AssertionError(f"ranks {hung} hung; " + "\n".join(errors))
@@ -65,8 +69,13 @@ def _entry(target, rank: int, world_size: int, tmp: str, timeout: float, args: t
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", FutureWarning)
     store = dist.FileStore(os.path.join(tmp, "store"), world_size)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=timeout))
+    dist.init_process_group(
+        "gloo",
+        store=store,
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=timeout),
+    )
     try:
         outcome = ("ok", target(rank, world_size, *args))
     except BaseException:
@@ -89,7 +98,9 @@ def tiny_gan(dtype: torch.dtype = torch.float64) -> toys.MoGGAN:
     return toys.mog_gan(hidden=8, depth=1, latent=4, seed=0, dtype=dtype)
 
 
-def global_batch(gan: toys.MoGGAN, size: int = GLOBAL_BATCH, seed: int = 1) -> dict[str, torch.Tensor]:
+def global_batch(
+    gan: toys.MoGGAN, size: int = GLOBAL_BATCH, seed: int = 1
+) -> dict[str, torch.Tensor]:
     return gan.sample(size, torch.Generator().manual_seed(seed))
 
 
@@ -99,14 +110,18 @@ def shard(batch: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, to
 
 def eigenvalues(record: sd.ProbeRecord) -> dict[str, np.ndarray]:
     """The eigenvalues of the spectra probed (the Jacobian and the Hessians)."""
-    return {name: op.eigenvalues for name, op in record.items() if op.kind in ("jacobian", "hessian")}
+    return {
+        name: op.eigenvalues for name, op in record.items() if op.kind in ("jacobian", "hessian")
+    }
 
 
 def dynamics(record: sd.ProbeRecord) -> dict[str, float]:
     """ρ(∂T) of the update operator and the Helmholtz rotation fraction of a probe."""
-    return {"rho": record["update"].scalars["spectral_radius"],
-            "rotation": record["helmholtz"].scalars["rotation_fraction"],
-            "defect": record["helmholtz"].scalars["zero_sum_defect"]}
+    return {
+        "rho": record["update"].scalars["spectral_radius"],
+        "rotation": record["helmholtz"].scalars["rotation_fraction"],
+        "defect": record["helmholtz"].scalars["zero_sum_defect"],
+    }
 
 
 # ---------------------------------------------------------------------- equality
@@ -120,17 +135,29 @@ def probe_equality(rank: int, world_size: int, sizes: list[int] | None = None) -
     sizes = sizes or [GLOBAL_BATCH // world_size] * world_size
     start = sum(sizes[:rank])
     weight = sizes[rank] if len(set(sizes)) > 1 else None
-    record = sd.probe(gan.game, shard(batch, start, start + sizes[rank]), shard_weight=weight,
-                      **PROBE, **DYNAMICS)
-    sharded = sd.probe(gan.game, shard(batch, start, start + sizes[rank]), shard_weight=weight,
-                       shard_basis=True, **PROBE)
-    out = {"distributed": eigenvalues(record), "losses": record.losses, "status": record.status,
-           "dynamics": dynamics(record),
-           "sharded": eigenvalues(sharded), "eigs": sharded_eigs(rank, world_size)}
+    record = sd.probe(
+        gan.game, shard(batch, start, start + sizes[rank]), shard_weight=weight, **PROBE, **DYNAMICS
+    )
+    sharded = sd.probe(
+        gan.game,
+        shard(batch, start, start + sizes[rank]),
+        shard_weight=weight,
+        shard_basis=True,
+        **PROBE,
+    )
+    out = {
+        "distributed": eigenvalues(record),
+        "losses": record.losses,
+        "status": record.status,
+        "dynamics": dynamics(record),
+        "sharded": eigenvalues(sharded),
+        "eigs": sharded_eigs(rank, world_size),
+    }
     if rank == 0:
         alone = sd.probe(gan.game, batch, distributed=False, **PROBE, **DYNAMICS)
-        out.update(alone=eigenvalues(alone), alone_losses=alone.losses,
-                   alone_dynamics=dynamics(alone))
+        out.update(
+            alone=eigenvalues(alone), alone_losses=alone.losses, alone_dynamics=dynamics(alone)
+        )
     return out
 
 
@@ -202,7 +229,9 @@ def failures(rank: int, world_size: int) -> dict[str, Any]:
     out["warnings"] = len([w for w in caught if issubclass(w.category, ProbeWarning)])
     out["syncbn"] = sync_batchnorm(rank)
     matrix = torch.randn(50, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    op = AveragedOperator(FailingProduct(matrix, 5 if rank == 1 else None), resolve_group(None), 0.5)
+    op = AveragedOperator(
+        FailingProduct(matrix, 5 if rank == 1 else None), resolve_group(None), 0.5
+    )
     try:
         sd.eigs(op, k=3)
     except RuntimeError as exc:
@@ -218,8 +247,12 @@ class DDPGAN:
 
     def __init__(self, rank: int) -> None:
         self.gan = tiny_gan(torch.float32)
-        self.G = nn.parallel.DistributedDataParallel(self.gan.generator, gradient_as_bucket_view=True)
-        self.D = nn.parallel.DistributedDataParallel(self.gan.discriminator, gradient_as_bucket_view=True)
+        self.G = nn.parallel.DistributedDataParallel(
+            self.gan.generator, gradient_as_bucket_view=True
+        )
+        self.D = nn.parallel.DistributedDataParallel(
+            self.gan.discriminator, gradient_as_bucket_view=True
+        )
         self.comm_calls = 0
         for module in (self.G, self.D):
             module.register_comm_hook(None, self._count)
@@ -236,9 +269,11 @@ class DDPGAN:
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         real = batch["real"]
         d = self.D(torch.cat([real, self.G(batch["z"])])).reshape(-1)
-        d_real, d_fake = d[: len(real)], d[len(real):]
-        return {"generator": F.softplus(-d_fake).mean(),
-                "discriminator": F.softplus(-d_real).mean() + F.softplus(d_fake).mean()}
+        d_real, d_fake = d[: len(real)], d[len(real) :]
+        return {
+            "generator": F.softplus(-d_fake).mean(),
+            "discriminator": F.softplus(-d_real).mean() + F.softplus(d_fake).mean(),
+        }
 
     def step(self) -> dict[str, torch.Tensor]:
         """One alternating update (the usual DDP GAN step); returns the batch."""
@@ -248,7 +283,7 @@ class DDPGAN:
             fake = self.G(batch["z"])
         self.opt_d.zero_grad()
         d = self.D(torch.cat([real, fake])).reshape(-1)
-        (F.softplus(-d[: len(real)]).mean() + F.softplus(d[len(real):]).mean()).backward()
+        (F.softplus(-d[: len(real)]).mean() + F.softplus(d[len(real) :]).mean()).backward()
         self.opt_d.step()
         self.opt_g.zero_grad()
         F.softplus(-self.D(self.G(batch["z"]))).mean().backward()
@@ -256,8 +291,11 @@ class DDPGAN:
         return batch
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {f"{name}.{k}": v.detach().clone() for name, m in (("G", self.G), ("D", self.D))
-                for k, v in m.module.state_dict().items()}
+        return {
+            f"{name}.{k}": v.detach().clone()
+            for name, m in (("G", self.G), ("D", self.D))
+            for k, v in m.module.state_dict().items()
+        }
 
 
 def ddp_training(rank: int, world_size: int, tmp: str, steps: int = 7) -> dict[str, Any]:
@@ -280,10 +318,17 @@ def ddp_training(rank: int, world_size: int, tmp: str, steps: int = 7) -> dict[s
                 run.closure.armed = "raise" if step == 3 else None
                 monitor.step(step, batch)
                 comm_during_probes += run.comm_calls - before
-                grads_kept &= all(torch.equal(g, p.grad) for g, p in zip(grads, run.game.parameters()))
+                grads_kept &= all(
+                    torch.equal(g, p.grad) for g, p in zip(grads, run.game.parameters())
+                )
     same = all(torch.equal(a, b) for a, b in zip(plain.state().values(), run.state().values()))
-    return {"bit_identical": same, "grads_kept": grads_kept, "comm_during_probes": comm_during_probes,
-            "comm_in_training": run.comm_calls, "trace": os.path.exists(path)}
+    return {
+        "bit_identical": same,
+        "grads_kept": grads_kept,
+        "comm_during_probes": comm_during_probes,
+        "comm_in_training": run.comm_calls,
+        "trace": os.path.exists(path),
+    }
 
 
 def sync_batchnorm(rank: int) -> dict[str, Any]:
@@ -291,7 +336,8 @@ def sync_batchnorm(rank: int) -> dict[str, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         G = nn.SyncBatchNorm.convert_sync_batchnorm(
-            nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 2)).double())
+            nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 2)).double()
+        )
         D = nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 1)).double()
     data = torch.Generator().manual_seed(rank)
     z = torch.randn(8, 3, dtype=torch.float64, generator=data)
@@ -299,8 +345,10 @@ def sync_batchnorm(rank: int) -> dict[str, Any]:
 
     def losses(batch):
         d_fake = D(G(z))
-        return {"generator": F.softplus(-d_fake).mean(),
-                "discriminator": F.softplus(-D(x)).mean() + F.softplus(d_fake).mean()}
+        return {
+            "generator": F.softplus(-d_fake).mean(),
+            "discriminator": F.softplus(-D(x)).mean() + F.softplus(d_fake).mean(),
+        }
 
     game = sd.Game({"generator": G, "discriminator": D}, losses)
     out = {}

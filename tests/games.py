@@ -43,9 +43,15 @@ class SmallGame:
     def dense_jacobian(self) -> torch.Tensor:
         """J by torch.autograd.functional.jacobian of v(x) (independent of specdiag)."""
         names = list(self.modules)
-        keys = {p: [k for k, t in self.modules[p].named_parameters() if t.requires_grad] for p in names}
-        sizes = {p: [dict(self.modules[p].named_parameters())[k].numel() for k in keys[p]] for p in names}
-        shapes = {p: [dict(self.modules[p].named_parameters())[k].shape for k in keys[p]] for p in names}
+        keys = {
+            p: [k for k, t in self.modules[p].named_parameters() if t.requires_grad] for p in names
+        }
+        sizes = {
+            p: [dict(self.modules[p].named_parameters())[k].numel() for k in keys[p]] for p in names
+        }
+        shapes = {
+            p: [dict(self.modules[p].named_parameters())[k].shape for k in keys[p]] for p in names
+        }
 
         def field(flat: torch.Tensor) -> torch.Tensor:
             params, start = {}, 0
@@ -144,7 +150,9 @@ def assert_same(before: dict, after: dict) -> None:
         new = after[key]
         if isinstance(old, torch.Tensor):
             assert old.dtype == new.dtype and old.shape == new.shape, key
-            assert torch.equal(old.reshape(-1).view(torch.uint8), new.reshape(-1).view(torch.uint8)), key
+            assert torch.equal(
+                old.reshape(-1).view(torch.uint8), new.reshape(-1).view(torch.uint8)
+            ), key
         elif isinstance(old, list):
             assert all(torch.equal(a, b) for a, b in zip(old, new)), key
         else:

@@ -47,8 +47,10 @@ class LitGAN(L.LightningModule):
             opt.step()
 
     def configure_optimizers(self):
-        return (torch.optim.SGD(self.generator.parameters(), lr=0.05),
-                torch.optim.SGD(self.discriminator.parameters(), lr=0.05))
+        return (
+            torch.optim.SGD(self.generator.parameters(), lr=0.05),
+            torch.optim.SGD(self.discriminator.parameters(), lr=0.05),
+        )
 
 
 def main(path: str, devices: int) -> None:
@@ -56,13 +58,27 @@ def main(path: str, devices: int) -> None:
     warnings.filterwarnings("ignore")
     module = LitGAN()
     callback = SpectrumCallback(
-        lambda m: m.gan.game, path, batch_fn=lambda b: {"real": b[0], "z": b[1]},
-        every=2, k=3, tol=1e-10, operators=("jacobian", "generator"), resume=False,
+        lambda m: m.gan.game,
+        path,
+        batch_fn=lambda b: {"real": b[0], "z": b[1]},
+        every=2,
+        k=3,
+        tol=1e-10,
+        operators=("jacobian", "generator"),
+        resume=False,
     )
     trainer = L.Trainer(
-        max_epochs=1, callbacks=[callback], enable_progress_bar=False, enable_model_summary=False,
-        logger=False, enable_checkpointing=False, accelerator="cpu", devices=devices,
-        strategy="ddp" if devices > 1 else "auto", precision="64-true", use_distributed_sampler=False,
+        max_epochs=1,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        precision="64-true",
+        use_distributed_sampler=False,
     )
     trainer.fit(module)
 

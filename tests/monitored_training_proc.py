@@ -20,7 +20,9 @@ def main(path: str) -> None:
     torch.set_num_threads(1)
     gan = toys.mog_gan(hidden=16, depth=2, seed=0)
     probe_batch = gan.sample(64, generator=torch.Generator().manual_seed(1))
-    monitor = sd.SpectrumMonitor(gan.game, path, every=3, k=4, probe_batch=probe_batch, resume=False)
+    monitor = sd.SpectrumMonitor(
+        gan.game, path, every=3, k=4, probe_batch=probe_batch, resume=False
+    )
 
     def callback(step: int, batch: dict) -> None:
         for record in monitor.step(step, batch):

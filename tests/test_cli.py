@@ -102,11 +102,18 @@ def test_errors_inside_a_command_are_one_line_exit_2(
 
 # ----------------------------------------------------------------- plot, compare, summary
 def small_trace(path, steps=(0, 10, 20)):
-    from specdiag.trace import TraceWriter
     from trace_writer_proc import OPERATORS, PLAYERS, WIDTH, probe_record
 
-    with TraceWriter(path, operators=OPERATORS, players=PLAYERS, width=WIDTH,
-                     config={"metadata": {"lr": 0.1}}, resume=False) as w:
+    from specdiag.trace import TraceWriter
+
+    with TraceWriter(
+        path,
+        operators=OPERATORS,
+        players=PLAYERS,
+        width=WIDTH,
+        config={"metadata": {"lr": 0.1}},
+        resume=False,
+    ) as w:
         for step in steps:
             w.write(probe_record(step))
     return path
@@ -119,17 +126,29 @@ def test_plot_and_compare_write_figures(tmp_path) -> None:
     written = [line for line in out.stdout.splitlines() if line]
     assert {p.rsplit("/", 1)[-1] for p in written} >= {"spectrum.svg", "spectrum.gif"}
     assert all(p.startswith(str(tmp_path / "a_plots")) for p in written)
-    out = run("compare", str(a), str(b), "--out", str(tmp_path / "cmp"), "--labels", "A", "B",
-              module=True)
+    out = run(
+        "compare", str(a), str(b), "--out", str(tmp_path / "cmp"), "--labels", "A", "B", module=True
+    )
     assert out.returncode == 0, out.stderr
     assert any((tmp_path / "cmp").iterdir())
 
 
 def test_plot_script_is_the_plot_command(tmp_path) -> None:
     trace = small_trace(tmp_path / "a.h5")
-    out = subprocess.run([sys.executable, "scripts/plot_spectra.py", str(trace), "--out",
-                          str(tmp_path / "figs"), "--no-gif"], capture_output=True, text=True,
-                         timeout=120, cwd=str(Path(__file__).resolve().parent.parent))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "scripts/plot_spectra.py",
+            str(trace),
+            "--out",
+            str(tmp_path / "figs"),
+            "--no-gif",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "figs" / "spectrum.png").exists()
     assert not (tmp_path / "figs" / "spectrum.gif").exists()
@@ -137,19 +156,23 @@ def test_plot_script_is_the_plot_command(tmp_path) -> None:
 
 def test_reading_commands_never_import_torch(tmp_path) -> None:
     trace = small_trace(tmp_path / "a.h5")
-    code = ("import sys; from specdiag.cli import main; "
-            f"assert main(['summary', {str(trace)!r}]) == 0; "
-            f"assert main(['plot', {str(trace)!r}, '--out', {str(tmp_path / 'p')!r}]) == 0; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys; from specdiag.cli import main; "
+        f"assert main(['summary', {str(trace)!r}]) == 0; "
+        f"assert main(['plot', {str(trace)!r}, '--out', {str(tmp_path / 'p')!r}]) == 0; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
 
 
-@pytest.mark.parametrize("case", ["missing", "not-a-trace", "empty", "operator", "exists",
-                                  "labels"])
+@pytest.mark.parametrize(
+    "case", ["missing", "not-a-trace", "empty", "operator", "exists", "labels"]
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, case) -> None:
-    from specdiag.trace import TraceWriter
     from trace_writer_proc import OPERATORS, PLAYERS, WIDTH
+
+    from specdiag.trace import TraceWriter
 
     trace = tmp_path / "t.h5"
     args = ["plot", str(trace)]
@@ -170,8 +193,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case) -> None:
     assert out.returncode == 2, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("specdiag: error: "), out.stderr
-    expected = {"missing": "no such file", "not-a-trace": str(trace), "empty": "no probes",
-                "operator": "critic", "exists": "--force", "labels": "--labels"}[case]
+    expected = {
+        "missing": "no such file",
+        "not-a-trace": str(trace),
+        "empty": "no probes",
+        "operator": "critic",
+        "exists": "--force",
+        "labels": "--labels",
+    }[case]
     assert expected.lower() in lines[0].lower(), lines[0]
     if case == "exists":
         assert (tmp_path / "t_plots" / "spectrum.png").read_bytes() == b"mine"

@@ -16,8 +16,13 @@ ARGS = ("--steps", "30", "--every", "10", "--k", "4", "--no-progress")
 
 
 def specdiag(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "specdiag", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "specdiag", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +34,20 @@ def demo_dir(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 def test_demo_writes_traces_figures_and_summary(demo_dir):
     out, run = demo_dir
     assert run.returncode == 0, run.stderr
-    for name, run_name in [("simultaneous", "simultaneous"), ("consensus", "consensus"),
-                           ("consensus-game", "consensus")]:
+    for name, run_name in [
+        ("simultaneous", "simultaneous"),
+        ("consensus", "consensus"),
+        ("consensus-game", "consensus"),
+    ]:
         tr = open_trace(out / f"{name}.h5")
         np.testing.assert_array_equal(tr.probe_steps(), [0, 10, 20, 29])
-        expected = ("jacobian", "helmholtz") if name == "consensus-game" else (
-            "jacobian", "generator", "discriminator", "update", "helmholtz")
+        expected = (
+            ("jacobian", "helmholtz")
+            if name == "consensus-game"
+            else ("jacobian", "generator", "discriminator", "update", "helmholtz")
+        )
         assert tr.operators == expected
-        if name != "consensus-game":   # RMSProp's effective step: preconditioned GD
+        if name != "consensus-game":  # RMSProp's effective step: preconditioned GD
             rule = tr.meta["config"]["update"]
             assert rule["method"] == "gd" and rule["preconditioner"] == "callable"
             assert (tr.status("update") == "ok").all()
@@ -81,11 +92,14 @@ def test_demo_refuses_to_overwrite_without_force(demo_dir):
     assert (out / "summary.txt").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--steps", "0"), "steps must be a positive integer"),
-    (("--lr", "-1"), "lr must be a positive number"),
-    (("--optimizer", "lbfgs"), "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--steps", "0"), "steps must be a positive integer"),
+        (("--lr", "-1"), "lr must be a positive number"),
+        (("--optimizer", "lbfgs"), "invalid choice"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
     run = specdiag("demo", "--out", tmp_path / "x", *args)
     assert run.returncode == 2
@@ -96,8 +110,12 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
 def test_mode_coverage_counts_modes_and_quality():
     centres = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
     rng = np.random.default_rng(0)
-    two_modes = np.concatenate([centres[0] + 0.01 * rng.standard_normal((50, 2)),
-                                centres[1] + 0.01 * rng.standard_normal((50, 2))])
+    two_modes = np.concatenate(
+        [
+            centres[0] + 0.01 * rng.standard_normal((50, 2)),
+            centres[1] + 0.01 * rng.standard_normal((50, 2)),
+        ]
+    )
     c = mode_coverage(two_modes, centres, std=0.01)
     assert (c["modes"], c["of"]) == (2, 4)
     assert 0.95 <= c["high_quality"] <= 1.0

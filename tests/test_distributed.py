@@ -12,17 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed_workers as workers
 import numpy as np
 import pytest
 import torch
 
 import specdiag as sd
-from specdiag.probing import memory as memory_module
 from specdiag import toys
 from specdiag.linalg import basis as basis_module
+from specdiag.probing import memory as memory_module
 from specdiag.probing.memory import available_memory, probe_memory
-
-import distributed_workers as workers
 
 RTOL = 1e-5
 
@@ -52,9 +51,11 @@ def test_distributed_probe_equals_one_process_on_the_concatenated_batch(world_si
         for name, value in result["dynamics"].items():
             assert value == pytest.approx(results[0]["alone_dynamics"][name], rel=RTOL), name
 
-
     eigs = results[0]["eigs"]
-    (values, vectors, products), (s_values, s_vectors, s_products) = eigs["replicated"], eigs["sharded"]
+    (values, vectors, products), (s_values, s_vectors, s_products) = (
+        eigs["replicated"],
+        eigs["sharded"],
+    )
     assert products == s_products
     np.testing.assert_allclose(s_values, values, rtol=1e-10)
     # unit eigenvectors agree up to a complex phase
@@ -76,7 +77,7 @@ def test_a_failure_on_one_rank_is_agreed_on_by_all_ranks():
     assert all(np.isnan(v) for v in losses.values())
     assert rank1["raise"][0] == "error" and "on purpose" in rank1["raise"][1][0]
     assert rank0["nan"][0] == rank1["nan"][0] == "nonfinite"
-    assert rank0[None][0] == rank1[None][0] == "ok"          # the next probe works
+    assert rank0[None][0] == rank1[None][0] == "ok"  # the next probe works
     assert rank0["raised"] == "LossClosureError" == rank1["raised"]
     assert rank0["product"].startswith("a product failed on 1 other rank")
     assert "on purpose" in rank1["product"]
@@ -90,13 +91,12 @@ def test_a_failure_on_one_rank_is_agreed_on_by_all_ranks():
         assert result["syncbn"]["eval"][0] == "ok"
 
 
-
 def test_ddp_training_is_bit_identical_with_the_monitor_and_only_rank_0_writes(tmp_path):
     results = workers.launch(workers.ddp_training, 2, str(tmp_path))
     for rank, result in enumerate(results):
         assert result["bit_identical"], rank
-        assert result["grads_kept"], rank           # .grad, views of DDP's buckets, untouched
-        assert result["comm_during_probes"] == 0    # DDP's gradient hooks never fired
+        assert result["grads_kept"], rank  # .grad, views of DDP's buckets, untouched
+        assert result["comm_during_probes"] == 0  # DDP's gradient hooks never fired
         assert result["comm_in_training"] > 0
         assert result["trace"] == (rank == 0)
     with sd.open_trace(tmp_path / "run0.h5") as trace:
@@ -112,13 +112,20 @@ def synthetic(n: int = 400, seed: int = 0) -> torch.Tensor:
     """A non-symmetric matrix with well separated outliers over a bulk."""
     gen = torch.Generator().manual_seed(seed)
     Q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    values = torch.cat([torch.tensor([40.0, 30.0, 25.0, 20.0]), torch.rand(n - 4, generator=gen, dtype=torch.float64)])
+    values = torch.cat(
+        [
+            torch.tensor([40.0, 30.0, 25.0, 20.0]),
+            torch.rand(n - 4, generator=gen, dtype=torch.float64),
+        ]
+    )
     return (Q * values) @ Q.T + 0.1 * torch.randn(n, n, generator=gen, dtype=torch.float64) / n**0.5
 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
-def test_a_basis_in_lower_precision_gives_the_eigenvalues_to_its_precision(dtype, rtol, monkeypatch):
-    monkeypatch.setattr(basis_module, "SLAB_ELEMENTS", 1000)   # several slabs per pass
+def test_a_basis_in_lower_precision_gives_the_eigenvalues_to_its_precision(
+    dtype, rtol, monkeypatch
+):
+    monkeypatch.setattr(basis_module, "SLAB_ELEMENTS", 1000)  # several slabs per pass
     A = synthetic().float()
     ref = sd.eigs(A, k=4, tol=1e-6)
     got = sd.eigs(A, k=4, tol=1e-3, basis_dtype=dtype)
@@ -150,7 +157,7 @@ def test_a_basis_on_the_host_and_a_probe_with_a_half_precision_basis():
 
 
 def test_memory_report_and_refusal(monkeypatch):
-    game = toys.mog_gan(hidden=576, depth=4).game           # 2,007,363 parameters
+    game = toys.mog_gan(hidden=576, depth=4).game  # 2,007,363 parameters
     m = probe_memory(game, k=10)
     assert (m.n, m.ncv, m.world_size) == (2_007_363, 21, 1)
     assert m.basis == 22 * 2_007_363 * 4 and m.restart == 21 * 2_007_363 * 4
@@ -165,7 +172,9 @@ def test_memory_report_and_refusal(monkeypatch):
 
     gan = workers.tiny_gan()
     monkeypatch.setattr(memory_module, "available_memory", lambda device: 1000)
-    with pytest.warns(sd.ProbeWarning, match="refused .* 1000 B are free; pass basis_dtype=torch.float16"):
+    with pytest.warns(
+        sd.ProbeWarning, match="refused .* 1000 B are free; pass basis_dtype=torch.float16"
+    ):
         record = sd.probe(gan.game, workers.global_batch(gan), k=2)
     assert record.status == "error" and "shard_basis=True" in record["jacobian"].message
     with pytest.raises(MemoryError, match="basis_dtype=torch.float16"):
@@ -177,10 +186,17 @@ def test_lightning_ddp_on_two_processes_writes_the_trace_of_one_process(tmp_path
     """strategy="ddp", 2 CPU processes, against 1 process on the same global batches."""
     script = Path(__file__).with_name("lightning_ddp_script.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    runs = {devices: subprocess.Popen([sys.executable, str(script), str(tmp_path / f"run{devices}.h5"),
-                                       str(devices)], cwd=tmp_path, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for devices in (2, 1)}
+    runs = {
+        devices: subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / f"run{devices}.h5"), str(devices)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for devices in (2, 1)
+    }
     for devices, proc in runs.items():
         try:
             out, _ = proc.communicate(timeout=150)

@@ -29,7 +29,9 @@ FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 def fenced_blocks(path: Path) -> list[tuple[str, str]]:
     """``(language, code)`` of every fenced block in a Markdown file."""
-    return [(m.group(1).strip(), m.group(2)) for m in FENCE.finditer(path.read_text(encoding="utf-8"))]
+    return [
+        (m.group(1).strip(), m.group(2)) for m in FENCE.finditer(path.read_text(encoding="utf-8"))
+    ]
 
 
 #: First line of a block that goes on from the block before it (same namespace and files).
@@ -69,11 +71,10 @@ def test_page_has_runnable_code(name: str) -> None:
     assert any(path.name == name for path, _, _ in BLOCKS), f"{name} has no ```python block"
 
 
-@pytest.mark.parametrize(
-    "path, index, code", BLOCKS, ids=[f"{p.name}[{i}]" for p, i, _ in BLOCKS]
-)
-def test_python_block_runs(path: Path, index: int, code: str, tmp_path: Path,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path, index, code", BLOCKS, ids=[f"{p.name}[{i}]" for p, i, _ in BLOCKS])
+def test_python_block_runs(
+    path: Path, index: int, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     compiled = compile(code, f"{path.relative_to(ROOT)} (python block {index})", "exec")
     with warnings.catch_warnings():
@@ -93,8 +94,9 @@ def test_readme_gives_the_two_commands_and_ci_runs_its_test_command() -> None:
     ]
     test_command = commands[1].rsplit("&&", 1)[1].strip()
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    assert any(line.strip().startswith(test_command) for line in ci), \
+    assert any(line.strip().startswith(test_command) for line in ci), (
         f".ci/run must run the README's test command {test_command!r}"
+    )
 
 
 def fenced_blocks_of(text: str) -> list[tuple[str, str]]:
@@ -118,21 +120,32 @@ def test_api_page_documents_public_name(name: str) -> None:
             signature = inspect.signature(obj)
         except (TypeError, ValueError):
             return
-        missing = [p for p in signature.parameters if p not in ("self", "args", "kwargs")
-                   and not re.search(rf"\b{re.escape(p)}\b", sections[name])]
+        missing = [
+            p
+            for p in signature.parameters
+            if p not in ("self", "args", "kwargs")
+            and not re.search(rf"\b{re.escape(p)}\b", sections[name])
+        ]
         assert not missing, f"docs/api.md, {name}: parameters {missing} not documented"
 
 
 def run_quickstart(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "quickstart.py"), *args],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
 
 
-EIGENVALUE = re.compile(r"^\s+λ(\d+)\s+= ([+-]\d\.\d{4}e[+-]\d\d) ([+-]\d\.\d{4}e[+-]\d\d)j$", re.MULTILINE)
-PROBE = re.compile(r"^step\s+(\d+) \|.*\| J: n = (\d+), (\d+) eigenvalues.* (\d+)/(\d+) converged, (\d+) products",
-                   re.MULTILINE)
+EIGENVALUE = re.compile(
+    r"^\s+λ(\d+)\s+= ([+-]\d\.\d{4}e[+-]\d\d) ([+-]\d\.\d{4}e[+-]\d\d)j$", re.MULTILINE
+)
+PROBE = re.compile(
+    r"^step\s+(\d+) \|.*\| J: n = (\d+), (\d+) eigenvalues.* (\d+)/(\d+) converged, (\d+) products",
+    re.MULTILINE,
+)
 
 
 def test_quickstart_prints_eigenvalues_while_training() -> None:

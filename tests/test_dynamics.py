@@ -7,10 +7,10 @@ import functools
 import numpy as np
 import pytest
 import torch
+from games import gan_game, three_player_game
 from scipy.optimize import linear_sum_assignment
 
 import specdiag as sd
-from games import gan_game, three_player_game
 from specdiag import toys
 from specdiag.dynamics import (
     UPDATE_METHODS,
@@ -28,8 +28,15 @@ PLAYERS = ("generator", "discriminator")
 
 
 # ---------------------------------------------------------------------- references
-def reference_step(method: str, J: torch.Tensor, h: torch.Tensor, first: torch.Tensor, *,
-                   beta: float = 0.0, gamma: float = 0.0):
+def reference_step(
+    method: str,
+    J: torch.Tensor,
+    h: torch.Tensor,
+    first: torch.Tensor,
+    *,
+    beta: float = 0.0,
+    gamma: float = 0.0,
+):
     """One optimiser step on the linear field v(x) = J x, written as the optimiser runs it.
 
     ``h`` is the per-coordinate step, ``first`` the 0/1 mask of the player that moves
@@ -64,10 +71,14 @@ def reference_step(method: str, J: torch.Tensor, h: torch.Tensor, first: torch.T
     return step
 
 
-def reference_update(method: str, J: torch.Tensor, h: torch.Tensor, first: torch.Tensor, **kw) -> torch.Tensor:
+def reference_update(
+    method: str, J: torch.Tensor, h: torch.Tensor, first: torch.Tensor, **kw
+) -> torch.Tensor:
     """Dense ∂T by autograd of the reference step (exact: the field is linear)."""
     n = J.shape[0] * (2 if method in ("optimistic", "momentum", "alternating_momentum") else 1)
-    return torch.autograd.functional.jacobian(reference_step(method, J, h, first, **kw), torch.zeros(n, dtype=F64))
+    return torch.autograd.functional.jacobian(
+        reference_step(method, J, h, first, **kw), torch.zeros(n, dtype=F64)
+    )
 
 
 def columns(apply, n: int) -> torch.Tensor:
@@ -110,8 +121,10 @@ def quadratic_game(n: int = 4, m: int = 3, shift: float = 0.6, seed: int = 0):
     y = torch.randn(m, generator=gen, dtype=F64).requires_grad_()
 
     def losses(_batch):
-        return {"x": 0.5 * x @ M[:n, :n] @ x + x @ M[:n, n:] @ y,
-                "y": 0.5 * y @ M[n:, n:] @ y + y @ M[n:, :n] @ x}
+        return {
+            "x": 0.5 * x @ M[:n, :n] @ x + x @ M[:n, n:] @ y,
+            "y": 0.5 * y @ M[n:, n:] @ y + y @ M[n:, :n] @ x,
+        }
 
     return sd.Game({"x": [x], "y": [y]}, losses), M
 
@@ -125,15 +138,26 @@ def set_adam_state(modules, t: int = 7, eps: float = 1e-2, betas=(0.5, 0.9)):
         opt = torch.optim.Adam(module.parameters(), lr=1e-3, betas=betas, eps=eps)
         for p in module.parameters():
             v = torch.rand(p.shape, generator=gen, dtype=F64) + 0.05
-            opt.state[p] = {"step": torch.tensor(float(t)), "exp_avg": torch.zeros_like(p), "exp_avg_sq": v}
+            opt.state[p] = {
+                "step": torch.tensor(float(t)),
+                "exp_avg": torch.zeros_like(p),
+                "exp_avg_sq": v,
+            }
             expected.append(((v / (1 - betas[1] ** t)).sqrt() + eps).reshape(-1))
         opts[name] = opt
     return opts, torch.cat(expected)
 
 
 # ---------------------------------------------------------------------- dense checks
-SETTINGS = {"gd": {}, "alternating_gd": {}, "extragradient": {}, "optimistic": {},
-            "momentum": {"beta": -0.4}, "alternating_momentum": {"beta": 0.3}, "consensus": {"gamma": 0.7}}
+SETTINGS = {
+    "gd": {},
+    "alternating_gd": {},
+    "extragradient": {},
+    "optimistic": {},
+    "momentum": {"beta": -0.4},
+    "alternating_momentum": {"beta": 0.3},
+    "consensus": {"gamma": 0.7},
+}
 
 
 @pytest.mark.parametrize("method", UPDATE_METHODS)
@@ -152,7 +176,11 @@ def test_update_operator_matches_the_optimisers_step(method, steps):
         kw["preconditioner"] = optimizer_preconditioner(game, opts)
         assert_close(kw["preconditioner"], P, 1e-15)
         h = h / P
-    order = ("discriminator", "generator") if method.startswith("alternating") and steps == "adam" else None
+    order = (
+        ("discriminator", "generator")
+        if method.startswith("alternating") and steps == "adam"
+        else None
+    )
     first = torch.zeros(n, dtype=F64)
     first[game.player_slice(order[0] if order else "generator")] = 1
     if order:
@@ -172,11 +200,15 @@ def test_alternating_gd_block_formula():
     e1, e2 = 0.3, 0.7
     I1, I2 = torch.eye(g.stop - g.start, dtype=F64), torch.eye(d.stop - d.start, dtype=F64)
     J11, J12, J21, J22 = Jd[g, g], Jd[g, d], Jd[d, g], Jd[d, d]
-    expected = torch.cat([
-        torch.cat([I1 - e1 * J11, -e1 * J12], 1),
-        torch.cat([-e2 * J21 @ (I1 - e1 * J11), I2 - e2 * J22 + e1 * e2 * J21 @ J12], 1),
-    ])
-    T = GradientDescentUpdate(GameJacobian(game), {"generator": e1, "discriminator": e2}, alternating=True)
+    expected = torch.cat(
+        [
+            torch.cat([I1 - e1 * J11, -e1 * J12], 1),
+            torch.cat([-e2 * J21 @ (I1 - e1 * J11), I2 - e2 * J22 + e1 * e2 * J21 @ J12], 1),
+        ]
+    )
+    T = GradientDescentUpdate(
+        GameJacobian(game), {"generator": e1, "discriminator": e2}, alternating=True
+    )
     assert_close(columns(T.matvec, game.n), expected)
 
 
@@ -200,9 +232,14 @@ def test_closed_forms_agree_with_dense_update_eigenvalues(method):
     for game, Jd in (quadratic_game(), (sg.game, J_gan)):
         lam = np.linalg.eigvals(Jd.numpy())
         first = torch.zeros(game.n, dtype=F64)
-        dense = reference_update(method, Jd, torch.full((game.n,), 0.2, dtype=F64), first, beta=beta)
-        same_multiset(np.linalg.eigvals(dense.numpy()), update_eigenvalues(lam, method, 0.2, beta=beta).reshape(-1),
-                      atol=1e-9)
+        dense = reference_update(
+            method, Jd, torch.full((game.n,), 0.2, dtype=F64), first, beta=beta
+        )
+        same_multiset(
+            np.linalg.eigvals(dense.numpy()),
+            update_eigenvalues(lam, method, 0.2, beta=beta).reshape(-1),
+            atol=1e-9,
+        )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -218,7 +255,9 @@ def test_max_stable_lr_is_the_edge_of_the_dense_update(method):
         dense = reference_update(method, M, torch.full((game.n,), eta, dtype=F64), first, beta=beta)
         assert (rho(dense) < 1) is stable
         kw = {"beta": beta} if method == "momentum" else {}
-        assert spectral_radius(update_operator(J, method, eta, **kw), tol=1e-10) == pytest.approx(rho(dense), abs=1e-9)
+        assert spectral_radius(update_operator(J, method, eta, **kw), tol=1e-10) == pytest.approx(
+            rho(dense), abs=1e-9
+        )
 
 
 def test_no_stable_lr_when_some_real_part_is_not_positive():
@@ -239,7 +278,9 @@ def bilinear_jacobian() -> GameJacobian:
 def test_bilinear_simultaneous_gd_spirals_out_and_alternating_gd_cycles():
     J = bilinear_jacobian()
     assert spectral_radius(update_operator(J, "gd", 0.5)) == pytest.approx(np.sqrt(1.25), abs=1e-12)
-    assert spectral_radius(update_operator(J, "alternating_gd", 0.5)) == pytest.approx(1.0, abs=1e-12)
+    assert spectral_radius(update_operator(J, "alternating_gd", 0.5)) == pytest.approx(
+        1.0, abs=1e-12
+    )
 
 
 def test_negative_momentum_with_alternation_contracts_on_the_bilinear_game():
@@ -254,8 +295,14 @@ def test_negative_momentum_with_alternation_contracts_on_the_bilinear_game():
 def test_spectral_radius_by_krylov_on_a_larger_operator():
     sg, Jd = small_gan()
     T = update_operator(GameJacobian(sg.game), "extragradient", 0.3)
-    expected = rho(reference_update("extragradient", Jd, torch.full((sg.game.n,), 0.3, dtype=F64),
-                                    torch.zeros(sg.game.n, dtype=F64)))
+    expected = rho(
+        reference_update(
+            "extragradient",
+            Jd,
+            torch.full((sg.game.n,), 0.3, dtype=F64),
+            torch.zeros(sg.game.n, dtype=F64),
+        )
+    )
     assert spectral_radius(T, k=4, tol=1e-10) == pytest.approx(expected, rel=1e-8)
 
 
@@ -268,8 +315,9 @@ def test_preconditioner_reproduces_the_optimisers_step(kind):
     params = {p: list(m.parameters()) for p, m in modules.items()}
     make = {
         "adam": lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.0, 0.9), eps=1e-4),
-        "adamw-amsgrad": lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.0, 0.9), eps=1e-4,
-                                                      amsgrad=True, weight_decay=0.0),
+        "adamw-amsgrad": lambda ps: torch.optim.AdamW(
+            ps, lr=0.01, betas=(0.0, 0.9), eps=1e-4, amsgrad=True, weight_decay=0.0
+        ),
         "rmsprop-centered": lambda ps: torch.optim.RMSprop(ps, lr=0.01, eps=1e-4, centered=True),
     }[kind]
     opts = [make(ps) for ps in params.values()]
@@ -285,7 +333,9 @@ def test_preconditioner_reproduces_the_optimisers_step(kind):
                 opt.step()
             after = torch.cat([p.detach().reshape(-1) for p in sg.game.parameters()])
             P = optimizer_preconditioner(sg.game, opts)
-            assert_close(after - before, -0.01 * torch.cat([g.reshape(-1) for g in grads]) / P, 1e-10)
+            assert_close(
+                after - before, -0.01 * torch.cat([g.reshape(-1) for g in grads]) / P, 1e-10
+            )
     finally:
         with torch.no_grad():
             for p, s in zip(sg.game.parameters(), saved):
@@ -305,7 +355,9 @@ def test_preconditioner_errors():
     with pytest.raises(TypeError, match="Adam, AdamW and RMSprop"):
         optimizer_preconditioner(game, torch.optim.SGD(game.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="two optimizers"):
-        optimizer_preconditioner(game, [opts["generator"], opts["discriminator"], opts["generator"]])
+        optimizer_preconditioner(
+            game, [opts["generator"], opts["discriminator"], opts["generator"]]
+        )
     J = GameJacobian(game)
     with pytest.raises(ValueError, match="shape"):
         update_operator(J, "gd", 0.1, preconditioner=torch.ones(3, dtype=F64))

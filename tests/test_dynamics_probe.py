@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from games import gan_game
 
 import specdiag as sd
 from specdiag.plot import dynamics_figure, plot_trace, spectrum_figure
 from specdiag.stability import update_radius
 from specdiag.summary import format_summary, trace_warnings
-from games import gan_game
 
 LR = 0.05
 
@@ -33,12 +33,13 @@ def test_probe_records_the_update_operator_against_dense(small, method, beta):
     rec = sd.probe(g.game, k=4, operators=("jacobian",), update=rule, tol=1e-8)
     u = rec["update"]
     assert u.kind == "update" and u.status == "ok"
-    assert u.eigenvalues.size in (rule.k, rule.k + 1)   # k = 3 by default, a pair kept whole
+    assert u.eigenvalues.size in (rule.k, rule.k + 1)  # k = 3 by default, a pair kept whole
     if method == "gd":
         T = np.eye(n) - LR * J
     else:
-        T = np.block([[(1 + beta) * np.eye(n) - LR * J, -beta * np.eye(n)],
-                      [np.eye(n), np.zeros((n, n))]])
+        T = np.block(
+            [[(1 + beta) * np.eye(n) - LR * J, -beta * np.eye(n)], [np.eye(n), np.zeros((n, n))]]
+        )
     assert u.scalars["spectral_radius"] == pytest.approx(dense_rho(T), rel=1e-6)
     assert u.scalars["lr"] == LR
     computed = rec["jacobian"].eigenvalues
@@ -54,14 +55,14 @@ def test_preconditioned_rule_reads_the_optimizers_at_each_probe():
     rec = sd.probe(g.game, k=3, operators=("jacobian",), update=rule, on_error="ignore")
     assert rec["update"].status == "error" and "no RMSprop state" in rec["update"].message
     losses = g.game.losses(None)
-    for p, opt in opts.items():   # one step to create the state, without moving far
+    for p, opt in opts.items():  # one step to create the state, without moving far
         grads = torch.autograd.grad(losses[p], list(g.modules[p].parameters()), retain_graph=True)
         for t, gr in zip(g.modules[p].parameters(), grads):
             t.grad = gr
         opt.step()
         opt.zero_grad(set_to_none=True)
     P = sd.optimizer_preconditioner(g.game, opts).numpy()
-    J = g.dense_jacobian().numpy()       # at the point after the step
+    J = g.dense_jacobian().numpy()  # at the point after the step
     rec = sd.probe(g.game, k=3, operators=("jacobian",), update=rule, tol=1e-8)
     T = np.eye(J.shape[0]) - LR * J / P[:, None]
     assert rec["update"].scalars["spectral_radius"] == pytest.approx(dense_rho(T), rel=1e-6)
@@ -122,8 +123,16 @@ def test_monitor_trace_summary_and_plots(tmp_path):
     batch = gan.sample(128, torch.Generator().manual_seed(1))
     rule = sd.UpdateRule("momentum", lr=0.02, beta=0.5)
     path = tmp_path / "run.h5"
-    with sd.SpectrumMonitor(gan.game, path, every=10, k=4, probe_batch=batch, update=rule,
-                            helmholtz=4, operators=("jacobian",)) as mon:
+    with sd.SpectrumMonitor(
+        gan.game,
+        path,
+        every=10,
+        k=4,
+        probe_batch=batch,
+        update=rule,
+        helmholtz=4,
+        operators=("jacobian",),
+    ) as mon:
         gan.train(21, lr=0.02, optimizer="sgd", momentum=0.5, callback=mon.step)
     tr = sd.open_trace(path)
     assert tr.meta["schema_version"] == "1.1"
@@ -135,7 +144,9 @@ def test_monitor_trace_summary_and_plots(tmp_path):
     assert np.isfinite(tr.scalars("helmholtz")["rotation_fraction"]).all()
     text = format_summary(tr)
     assert "ρ(∂T)" in text and "rotation" in text
-    assert any(w.startswith("update: ρ(∂T) > 1") for w in trace_warnings(tr)) == bool((rho > 1).any())
+    assert any(w.startswith("update: ρ(∂T) > 1") for w in trace_warnings(tr)) == bool(
+        (rho > 1).any()
+    )
     written = {p.name for p in plot_trace(tr, tmp_path / "plots", gif=False)}
     assert "dynamics.png" in written
     fig = dynamics_figure(tr)

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from games import gan_game, sorted_by, three_player_game
 
 import specdiag as sd
-from games import gan_game, sorted_by, three_player_game
 
 KEYS = {
     "LM": np.abs,
@@ -36,7 +36,9 @@ def assert_matches_dense(result: sd.EigResult, true: np.ndarray, which: str, ato
     """Every returned eigenvalue is an eigenvalue, and the set is the top by ``which``."""
     got = result.eigenvalues.numpy()
     for g in got:
-        assert np.min(np.abs(true - g)) <= atol, f"{g} is not an eigenvalue (nearest off by {np.min(np.abs(true - g)):.2e})"
+        assert np.min(np.abs(true - g)) <= atol, (
+            f"{g} is not an eigenvalue (nearest off by {np.min(np.abs(true - g)):.2e})"
+        )
     key = KEYS[which]
     expected = sorted_by(true, which)[: len(got)]
     np.testing.assert_allclose(key(got), key(expected), atol=atol, rtol=0)
@@ -44,7 +46,9 @@ def assert_matches_dense(result: sd.EigResult, true: np.ndarray, which: str, ato
 
 @pytest.mark.parametrize("loss", ["nonsaturating", "minimax", "wgan"])
 @pytest.mark.parametrize("which", ["LM", "LR", "SR", "LI", "SI"])
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-8), (torch.float64, 1e-3), (torch.float32, 1e-3)])
+@pytest.mark.parametrize(
+    "dtype,tol", [(torch.float64, 1e-8), (torch.float64, 1e-3), (torch.float32, 1e-3)]
+)
 def test_eigs_matches_dense_jacobian(loss, which, dtype, tol):
     g, true = small_gan(loss, dtype)
     J = sd.GameJacobian(g.game, None)
@@ -140,7 +144,9 @@ def test_same_call_is_bit_identical():
     assert torch.equal(a.eigenvalues, b.eigenvalues)
     assert torch.equal(a.residuals, b.residuals)
     c = sd.eigs(
-        sd.GameJacobian(g.game, None), k=6, which="LR",
+        sd.GameJacobian(g.game, None),
+        k=6,
+        which="LR",
         generator=torch.Generator().manual_seed(7),
     )
     assert not torch.equal(a.residuals, c.residuals)
@@ -249,7 +255,10 @@ def test_locking_with_complex_pairs():
     m = 1500
     a = torch.rand(m, dtype=torch.float64, generator=gen)
     b = torch.rand(m, dtype=torch.float64, generator=gen) * 0.3
-    a[:3], b[:3] = torch.tensor([8.0, 5.0, 1.2], dtype=torch.float64), torch.tensor([4.0, 3.0, 0.1], dtype=torch.float64)
+    a[:3], b[:3] = (
+        torch.tensor([8.0, 5.0, 1.2], dtype=torch.float64),
+        torch.tensor([4.0, 3.0, 0.1], dtype=torch.float64),
+    )
 
     def matvec(v):
         x, y = v[0::2], v[1::2]
@@ -258,13 +267,33 @@ def test_locking_with_complex_pairs():
         return out
 
     solver = KrylovSchur(
-        matvec, 2 * m, torch.float64, torch.device("cpu"), k=6, which="LM", tol=1e-9,
-        ncv=16, maxiter=500, max_matvecs=10**6,
-        v0=torch.randn(2 * m, dtype=torch.float64, generator=gen), generator=gen, symmetric=False,
+        matvec,
+        2 * m,
+        torch.float64,
+        torch.device("cpu"),
+        k=6,
+        which="LM",
+        tol=1e-9,
+        ncv=16,
+        maxiter=500,
+        max_matvecs=10**6,
+        v0=torch.randn(2 * m, dtype=torch.float64, generator=gen),
+        generator=gen,
+        symmetric=False,
     )
     ritz, stop = solver.run()
     assert stop == "converged"
     assert solver.l >= 2 and solver.l % 2 == 0, "pairs are locked whole"
-    got = sorted((complex(ritz.lam[s]) for b_ in ritz.wanted for s in range(ritz.blocks[b_][0], sum(ritz.blocks[b_]))), key=lambda z: (-abs(z), -z.imag))
-    expected = sorted([complex(x, sgn * y) for x, y in [(8, 4), (5, 3), (1.2, 0.1)] for sgn in (1, -1)], key=lambda z: (-abs(z), -z.imag))
+    got = sorted(
+        (
+            complex(ritz.lam[s])
+            for b_ in ritz.wanted
+            for s in range(ritz.blocks[b_][0], sum(ritz.blocks[b_]))
+        ),
+        key=lambda z: (-abs(z), -z.imag),
+    )
+    expected = sorted(
+        [complex(x, sgn * y) for x, y in [(8, 4), (5, 3), (1.2, 0.1)] for sgn in (1, -1)],
+        key=lambda z: (-abs(z), -z.imag),
+    )
     np.testing.assert_allclose(got, expected, atol=1e-8)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from games import gan_game, sorted_by
 
 import specdiag as sd
-from games import gan_game, sorted_by
 
 
 def hessian_block(small, player):
@@ -25,7 +25,9 @@ def check(result: sd.EigResult, true: np.ndarray, which: str, atol: float) -> No
 
 @pytest.mark.parametrize("player", ["generator", "discriminator"])
 @pytest.mark.parametrize("which", ["LA", "SA", "LM", "BE"])
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float64, 1e-3), (torch.float32, 1e-3)])
+@pytest.mark.parametrize(
+    "dtype,tol", [(torch.float64, 1e-10), (torch.float64, 1e-3), (torch.float32, 1e-3)]
+)
 def test_player_hessian_matches_eigvalsh(player, which, dtype, tol):
     g = gan_game(loss="nonsaturating", hidden=16, dtype=dtype)
     true = torch.linalg.eigvalsh(hessian_block(g, player).double()).numpy()
@@ -44,6 +46,7 @@ def test_clustered_top_of_spectrum():
     d = torch.rand(n, dtype=torch.float64, generator=gen) * 0.1
     d[:30] = 1.0 + 0.01 * torch.rand(30, dtype=torch.float64, generator=gen)
     Q, _ = torch.linalg.qr(torch.randn(n, 40, dtype=torch.float64, generator=gen))
+
     # A = diag(d) rotated in a 40-dimensional subspace: matrix-free, not sparse-diagonal
     def matvec(v):
         return d * v
@@ -106,11 +109,23 @@ def test_locking_keeps_converged_vectors_and_the_answer():
     gen = torch.Generator().manual_seed(2)
     n = 3000
     d = torch.rand(n, dtype=torch.float64, generator=gen)
-    d[:4] = torch.tensor([20.0, 15.0, 10.0, 1.0005], dtype=torch.float64)  # the 4th barely separated
+    d[:4] = torch.tensor(
+        [20.0, 15.0, 10.0, 1.0005], dtype=torch.float64
+    )  # the 4th barely separated
     solver = KrylovSchur(
-        lambda v: d * v, n, torch.float64, torch.device("cpu"), k=4, which="LA", tol=1e-9,
-        ncv=12, maxiter=500, max_matvecs=10**6,
-        v0=torch.randn(n, dtype=torch.float64, generator=gen), generator=gen, symmetric=True,
+        lambda v: d * v,
+        n,
+        torch.float64,
+        torch.device("cpu"),
+        k=4,
+        which="LA",
+        tol=1e-9,
+        ncv=12,
+        maxiter=500,
+        max_matvecs=10**6,
+        v0=torch.randn(n, dtype=torch.float64, generator=gen),
+        generator=gen,
+        symmetric=True,
     )
     ritz, stop = solver.run()
     assert stop == "converged"
@@ -119,4 +134,6 @@ def test_locking_keeps_converged_vectors_and_the_answer():
     np.testing.assert_allclose(got, [20.0, 15.0, 10.0, 1.0005], atol=1e-8)
     # locked vectors stay orthonormal with the rest of the basis
     V = solver.V[: solver.j]
-    torch.testing.assert_close(V @ V.T, torch.eye(solver.j, dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        V @ V.T, torch.eye(solver.j, dtype=torch.float64), atol=1e-10, rtol=0
+    )

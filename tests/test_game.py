@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from games import gan_game, three_player_game
 from torch import nn
 
 import specdiag as sd
-from games import gan_game, three_player_game
 
 F64 = torch.float64
 
@@ -23,7 +23,7 @@ def two_tensor_game(losses) -> sd.Game:
 
 
 def coupled(a: torch.Tensor, b: torch.Tensor, batch=None) -> dict[str, torch.Tensor]:
-    return {"a": (a.sum() * b.sum()) ** 2, "b": -(a.sum() * b.sum()) ** 2 + (b**2).sum()}
+    return {"a": (a.sum() * b.sum()) ** 2, "b": -((a.sum() * b.sum()) ** 2) + (b**2).sum()}
 
 
 # ---------------------------------------------------------------------- structure
@@ -48,7 +48,9 @@ def test_module_player_counts_only_trainable_parameters_in_order():
     assert game.player_tensors("discriminator") == range(4, 7)
     assert game.player_tensors() == range(7)
     assert game.player_layout("discriminator").shapes == (
-        torch.Size([5, 2]), torch.Size([1, 5]), torch.Size([1]),
+        torch.Size([5, 2]),
+        torch.Size([1, 5]),
+        torch.Size([1]),
     )
     assert game.player_layout().size == game.n
     assert game.dtype == F64 and game.device == torch.device("cpu")
@@ -59,8 +61,12 @@ def test_module_player_counts_only_trainable_parameters_in_order():
 @pytest.mark.parametrize("spec", ["list", "tuple", "generator", "tensor"])
 def test_tensor_players(spec):
     a, frozen, c = leaf(2, 3), leaf(4, grad=False), leaf(5)
-    tensors = {"list": [a, frozen, c], "tuple": (a, frozen, c), "generator": iter([a, frozen, c]),
-               "tensor": c}[spec]
+    tensors = {
+        "list": [a, frozen, c],
+        "tuple": (a, frozen, c),
+        "generator": iter([a, frozen, c]),
+        "tensor": c,
+    }[spec]
     expected = (c,) if spec == "tensor" else (a, c)
     game = sd.Game({"p": tensors, "q": leaf(1)}, lambda b: {})
     assert len(game.parameters("p")) == len(expected)
@@ -109,27 +115,61 @@ def _frozen_module() -> nn.Module:
 _shared = leaf(2)
 
 DEFINITION_ERRORS = {
-    "players-not-mapping": (lambda: [leaf(2)], lambda b: {}, TypeError,
-                            r"players must be a mapping.*got list"),
+    "players-not-mapping": (
+        lambda: [leaf(2)],
+        lambda b: {},
+        TypeError,
+        r"players must be a mapping.*got list",
+    ),
     "empty-players": (lambda: {}, lambda b: {}, sd.GameDefinitionError, r"at least one player"),
-    "losses-not-callable": (lambda: {"a": leaf(2)}, {"a": 0.0}, TypeError,
-                            r"losses must be a callable.*got dict"),
-    "reserved-name": (lambda: {"jacobian": leaf(2)}, lambda b: {}, sd.GameDefinitionError,
-                      r"'jacobian' is reserved.*rename the player"),
-    "bad-player-type": (lambda: {"a": 3.0}, lambda b: {}, TypeError,
-                        r"player 'a' must be an nn.Module or an iterable of tensors"),
-    "non-tensor-in-player": (lambda: {"a": [leaf(2), "w"]}, lambda b: {}, TypeError,
-                             r"player 'a': expected tensors, got str"),
-    "no-trainable-module": (lambda: {"a": leaf(2), "d": _frozen_module()}, lambda b: {},
-                            sd.GameDefinitionError, r"player 'd' has no trainable.*unfreeze"),
-    "no-trainable-tensors": (lambda: {"a": [leaf(2, grad=False)]}, lambda b: {},
-                             sd.GameDefinitionError, r"player 'a' has no trainable.*unfreeze"),
-    "shared-parameter": (lambda: {"a": [_shared, leaf(1)], "b": [_shared]}, lambda b: {},
-                         sd.GameDefinitionError,
-                         r"players 'a' and 'b' share a parameter.*exactly one player"),
-    "mixed-dtypes": (lambda: {"a": leaf(2), "b": leaf(2, dtype=torch.float32)}, lambda b: {},
-                     sd.GameDefinitionError,
-                     r"'a': torch.float64 on cpu; 'b': torch.float32 on cpu.*same device and"),
+    "losses-not-callable": (
+        lambda: {"a": leaf(2)},
+        {"a": 0.0},
+        TypeError,
+        r"losses must be a callable.*got dict",
+    ),
+    "reserved-name": (
+        lambda: {"jacobian": leaf(2)},
+        lambda b: {},
+        sd.GameDefinitionError,
+        r"'jacobian' is reserved.*rename the player",
+    ),
+    "bad-player-type": (
+        lambda: {"a": 3.0},
+        lambda b: {},
+        TypeError,
+        r"player 'a' must be an nn.Module or an iterable of tensors",
+    ),
+    "non-tensor-in-player": (
+        lambda: {"a": [leaf(2), "w"]},
+        lambda b: {},
+        TypeError,
+        r"player 'a': expected tensors, got str",
+    ),
+    "no-trainable-module": (
+        lambda: {"a": leaf(2), "d": _frozen_module()},
+        lambda b: {},
+        sd.GameDefinitionError,
+        r"player 'd' has no trainable.*unfreeze",
+    ),
+    "no-trainable-tensors": (
+        lambda: {"a": [leaf(2, grad=False)]},
+        lambda b: {},
+        sd.GameDefinitionError,
+        r"player 'a' has no trainable.*unfreeze",
+    ),
+    "shared-parameter": (
+        lambda: {"a": [_shared, leaf(1)], "b": [_shared]},
+        lambda b: {},
+        sd.GameDefinitionError,
+        r"players 'a' and 'b' share a parameter.*exactly one player",
+    ),
+    "mixed-dtypes": (
+        lambda: {"a": leaf(2), "b": leaf(2, dtype=torch.float32)},
+        lambda b: {},
+        sd.GameDefinitionError,
+        r"'a': torch.float64 on cpu; 'b': torch.float32 on cpu.*same device and",
+    ),
 }
 
 
@@ -152,23 +192,46 @@ def _no_grad_loss(a, b, batch):
 
 
 LOSS_ERRORS = {
-    "missing-key": (lambda a, b, _: {"a": (a**2).sum()}, sd.GameDefinitionError,
-                    r"no loss for player\(s\) \['b'\].*exactly one loss per player"),
-    "extra-key": (lambda a, b, _: {**coupled(a, b), "c": a.sum()}, sd.GameDefinitionError,
-                  r"losses for unknown player\(s\) \['c'\].*exactly one loss per player"),
-    "non-scalar": (lambda a, b, _: {"a": a[:2] * b, "b": (b**2).sum()}, sd.GameDefinitionError,
-                   r"loss of player 'a' has shape \(2,\).*scalar.*\.mean\(\)"),
-    "non-floating": (lambda a, b, _: {"a": (a.sum() * b.sum()).long(), "b": (b**2).sum()},
-                     TypeError, r"loss of player 'a' has dtype torch.int64.*floating point"),
-    "non-tensor": (lambda a, b, _: {"a": 1.0, "b": (b**2).sum()}, TypeError,
-                   r"loss of player 'a' must be a tensor, got float"),
-    "non-mapping": (lambda a, b, _: [(a**2).sum(), (b**2).sum()], TypeError,
-                    r"must return a dict.*got list"),
-    "no-grad": (_no_grad_loss, sd.GameDefinitionError,
-                r"loss of player 'a' does not depend on its own parameters.*no_grad"),
-    "detached-own-params": (lambda a, b, _: {"a": a.detach().sum() * b.sum(), "b": (b**2).sum()},
-                            sd.GameDefinitionError,
-                            r"loss of player 'a' does not depend on its own parameters.*detached"),
+    "missing-key": (
+        lambda a, b, _: {"a": (a**2).sum()},
+        sd.GameDefinitionError,
+        r"no loss for player\(s\) \['b'\].*exactly one loss per player",
+    ),
+    "extra-key": (
+        lambda a, b, _: {**coupled(a, b), "c": a.sum()},
+        sd.GameDefinitionError,
+        r"losses for unknown player\(s\) \['c'\].*exactly one loss per player",
+    ),
+    "non-scalar": (
+        lambda a, b, _: {"a": a[:2] * b, "b": (b**2).sum()},
+        sd.GameDefinitionError,
+        r"loss of player 'a' has shape \(2,\).*scalar.*\.mean\(\)",
+    ),
+    "non-floating": (
+        lambda a, b, _: {"a": (a.sum() * b.sum()).long(), "b": (b**2).sum()},
+        TypeError,
+        r"loss of player 'a' has dtype torch.int64.*floating point",
+    ),
+    "non-tensor": (
+        lambda a, b, _: {"a": 1.0, "b": (b**2).sum()},
+        TypeError,
+        r"loss of player 'a' must be a tensor, got float",
+    ),
+    "non-mapping": (
+        lambda a, b, _: [(a**2).sum(), (b**2).sum()],
+        TypeError,
+        r"must return a dict.*got list",
+    ),
+    "no-grad": (
+        _no_grad_loss,
+        sd.GameDefinitionError,
+        r"loss of player 'a' does not depend on its own parameters.*no_grad",
+    ),
+    "detached-own-params": (
+        lambda a, b, _: {"a": a.detach().sum() * b.sum(), "b": (b**2).sum()},
+        sd.GameDefinitionError,
+        r"loss of player 'a' does not depend on its own parameters.*detached",
+    ),
 }
 
 ENTRY_POINTS = {
@@ -314,4 +377,3 @@ def test_evaluation_turns_autograd_on_inside_no_grad_and_inference_mode():
         torch.testing.assert_close(game.vector_field(None), expected, rtol=0, atol=0)
     with torch.inference_mode():
         torch.testing.assert_close(game.vector_field(None), expected, rtol=0, atol=0)
-

@@ -6,9 +6,9 @@ import functools
 
 import pytest
 import torch
+from games import gan_game, three_player_game
 
 import specdiag as sd
-from games import gan_game, three_player_game
 from specdiag import toys
 from specdiag.dynamics.helmholtz import helmholtz_split
 from specdiag.game.operators import GameJacobian
@@ -24,8 +24,11 @@ def gan(loss: str):
 
 def dense_split(game: sd.Game, J: torch.Tensor) -> dict[str, float]:
     S, A = (J + J.T) / 2, (J - J.T) / 2
-    out = {"symmetric_sq": float(S.norm() ** 2), "antisymmetric_sq": float(A.norm() ** 2),
-           "rotation_fraction": float(A.norm() ** 2 / J.norm() ** 2)}
+    out = {
+        "symmetric_sq": float(S.norm() ** 2),
+        "antisymmetric_sq": float(A.norm() ** 2),
+        "rotation_fraction": float(A.norm() ** 2 / J.norm() ** 2),
+    }
     if len(game.player_names) == 2:
         a, b = (game.player_slice(p) for p in game.player_names)
         J12, J21 = J[a, b], J[b, a]

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 BATCH, PER_EPOCH, EPOCHS, EVERY, LATENT = 16, 6, 2, 4, 4
-EXPECTED = [0, 4, 8]                      # range(0, PER_EPOCH * EPOCHS, EVERY)
+EXPECTED = [0, 4, 8]  # range(0, PER_EPOCH * EPOCHS, EVERY)
 MONITOR = dict(every=EVERY, k=2, operators=("jacobian",))
 OPEN_FOR_WRITING = "import sys, h5py; h5py.File(sys.argv[1], 'r+').close()"
 
@@ -53,7 +53,7 @@ def loader(data: torch.Tensor) -> DataLoader:
 def batch_at(data: torch.Tensor, step: int) -> torch.Tensor:
     """The real data of the batch with 0-based index ``step`` of the whole run."""
     start = (step % PER_EPOCH) * BATCH
-    return data[start:start + BATCH]
+    return data[start : start + BATCH]
 
 
 class GameBatches:
@@ -86,8 +86,12 @@ def assert_closed_trace(path, steps=EXPECTED) -> None:
     Opened for writing by another process: HDF5 refuses that while a (SWMR) writer
     still has the file open, even in a process whose own opens it would share.
     """
-    out = subprocess.run([sys.executable, "-c", OPEN_FOR_WRITING, str(path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", OPEN_FOR_WRITING, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, f"the trace is still open for writing: {out.stderr[-300:]}"
     with open_trace(path) as trace:
         assert list(trace.steps("jacobian")) == steps
@@ -120,8 +124,10 @@ class LitGAN(L.LightningModule):
         gan_step(self.gan, batch[0], opt_g, opt_d, backward=self.manual_backward)
 
     def configure_optimizers(self):
-        return (torch.optim.SGD(self.generator.parameters(), lr=0.01),
-                torch.optim.SGD(self.discriminator.parameters(), lr=0.01))
+        return (
+            torch.optim.SGD(self.generator.parameters(), lr=0.01),
+            torch.optim.SGD(self.discriminator.parameters(), lr=0.01),
+        )
 
 
 class SaveAfterFirstEpoch(L.Callback):
@@ -137,15 +143,22 @@ class SaveAfterFirstEpoch(L.Callback):
 
 def lightning_trainer(max_epochs: int = EPOCHS, callbacks=()) -> L.Trainer:
     return L.Trainer(
-        max_epochs=max_epochs, callbacks=list(callbacks), enable_progress_bar=False,
-        enable_model_summary=False, logger=False, enable_checkpointing=False,
-        accelerator="cpu", devices=1,
+        max_epochs=max_epochs,
+        callbacks=list(callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        devices=1,
     )
 
 
 def lightning_callback(path, latent: int, **kwargs) -> tuple[SpectrumCallback, GameBatches]:
     batches = GameBatches(latent)
-    return SpectrumCallback(lambda m: m.gan.game, path, batch_fn=batches, **MONITOR, **kwargs), batches
+    return SpectrumCallback(
+        lambda m: m.gan.game, path, batch_fn=batches, **MONITOR, **kwargs
+    ), batches
 
 
 def test_lightning_probes_at_batch_indices_not_global_step(tmp_path) -> None:
@@ -205,7 +218,7 @@ def test_lightning_rerun_from_an_earlier_checkpoint_replaces_later_probes(tmp_pa
 
     callback, batches = lightning_callback(path, module.gan.latent)
     lightning_trainer(callbacks=[callback]).fit(LitGAN(), loader(data), ckpt_path=ckpt)
-    assert_closed_trace(path)                        # step 8 replaced, not duplicated
+    assert_closed_trace(path)  # step 8 replaced, not duplicated
     assert_probed_batches(batches.seen, data, steps=[8])
 
 
@@ -222,7 +235,9 @@ def test_lightning_resume_removes_stale_probes_before_the_first_new_one(tmp_path
 
     callback, _ = lightning_callback(path, module.gan.latent)
     with pytest.raises(RuntimeError, match="on purpose"):
-        lightning_trainer(callbacks=[callback]).fit(LitGAN(fail_at=PER_EPOCH), loader(data), ckpt_path=ckpt)
+        lightning_trainer(callbacks=[callback]).fit(
+            LitGAN(fail_at=PER_EPOCH), loader(data), ckpt_path=ckpt
+        )
     assert_closed_trace(path, steps=[0, 4])
 
 
@@ -294,14 +309,15 @@ def test_ignite_handler_lives_for_one_run_and_a_new_monitor_continues(tmp_path) 
     gan = tiny_gan()
     data = real_data(gan)
     trainer = ignite_trainer(gan)
-    first = attach_spectrum_monitor(trainer, SpectrumMonitor(gan.game, path, **MONITOR),
-                                    batch_fn=GameBatches(gan.latent))
+    first = attach_spectrum_monitor(
+        trainer, SpectrumMonitor(gan.game, path, **MONITOR), batch_fn=GameBatches(gan.latent)
+    )
     trainer.run(loader(data), max_epochs=1)
     assert first.monitor.closed
     assert not trainer.has_event_handler(first) and not trainer.has_event_handler(first._finish)
     batches = GameBatches(gan.latent)
     attach_spectrum_monitor(trainer, SpectrumMonitor(gan.game, path, **MONITOR), batch_fn=batches)
-    trainer.run(loader(data), max_epochs=EPOCHS)     # Ignite continues: iterations 7 to 12
+    trainer.run(loader(data), max_epochs=EPOCHS)  # Ignite continues: iterations 7 to 12
     assert_closed_trace(path)
     assert_probed_batches(batches.seen, data, steps=[8])
 
@@ -309,13 +325,16 @@ def test_ignite_handler_lives_for_one_run_and_a_new_monitor_continues(tmp_path) 
 def test_ignite_detached_handler_leaves_exceptions_raised(tmp_path) -> None:
     gan = tiny_gan()
     trainer = ignite_trainer(gan, fail_at=2)
-    handler = attach_spectrum_monitor(trainer, SpectrumMonitor(gan.game, tmp_path / "run.h5", **MONITOR),
-                                      batch_fn=GameBatches(gan.latent))
+    handler = attach_spectrum_monitor(
+        trainer,
+        SpectrumMonitor(gan.game, tmp_path / "run.h5", **MONITOR),
+        batch_fn=GameBatches(gan.latent),
+    )
     handler.detach()
-    handler.detach()                                  # idempotent
+    handler.detach()  # idempotent
     with pytest.raises(RuntimeError, match="on purpose"):
         trainer.run(loader(real_data(gan)), max_epochs=EPOCHS)
-    assert not handler.monitor.closed                 # detached: no longer its business
+    assert not handler.monitor.closed  # detached: no longer its business
     handler.monitor.close()
     with pytest.raises(RuntimeError, match="already attached"):
         SpectrumHandler(handler.monitor).attach(trainer).attach(trainer)
@@ -330,7 +349,7 @@ def test_ignite_probes_on_a_given_event_whatever_the_schedule(tmp_path) -> None:
     monitor = SpectrumMonitor(gan.game, path, every=1000, k=2, operators=("jacobian",))
     SpectrumHandler(monitor, batch_fn=batches, event=Events.EPOCH_COMPLETED).attach(trainer)
     trainer.run(loader(data), max_epochs=EPOCHS)
-    last = [PER_EPOCH - 1, 2 * PER_EPOCH - 1]       # the last batch of each epoch
+    last = [PER_EPOCH - 1, 2 * PER_EPOCH - 1]  # the last batch of each epoch
     assert_closed_trace(path, steps=last)
     assert_probed_batches(batches.seen, data, steps=last)
 
@@ -340,10 +359,14 @@ def test_ignite_filtered_event_is_its_own_schedule(tmp_path) -> None:
     gan = tiny_gan()
     trainer = ignite_trainer(gan)
     monitor = SpectrumMonitor(gan.game, path, every=1000, k=2, operators=("jacobian",))
-    attach_spectrum_monitor(trainer, monitor, batch_fn=GameBatches(gan.latent),
-                            event=Events.ITERATION_COMPLETED(every=EVERY))
+    attach_spectrum_monitor(
+        trainer,
+        monitor,
+        batch_fn=GameBatches(gan.latent),
+        event=Events.ITERATION_COMPLETED(every=EVERY),
+    )
     trainer.run(loader(real_data(gan)), max_epochs=EPOCHS)
-    assert_closed_trace(path, steps=[3, 7, 11])     # after iterations 4, 8, 12 (1-based)
+    assert_closed_trace(path, steps=[3, 7, 11])  # after iterations 4, 8, 12 (1-based)
 
 
 def test_ignite_reraises_and_closes_when_training_fails(tmp_path) -> None:
@@ -369,9 +392,11 @@ def test_ignite_leaves_exceptions_to_the_users_own_handler(tmp_path) -> None:
     caught: list[BaseException] = []
     trainer.add_event_handler(Events.EXCEPTION_RAISED, lambda engine, e: caught.append(e))
     handler = attach_spectrum_monitor(
-        trainer, SpectrumMonitor(gan.game, path, swmr=True, **MONITOR), batch_fn=GameBatches(gan.latent)
+        trainer,
+        SpectrumMonitor(gan.game, path, swmr=True, **MONITOR),
+        batch_fn=GameBatches(gan.latent),
     )
-    trainer.run(loader(real_data(gan)), max_epochs=EPOCHS)   # the user's handler swallows it
+    trainer.run(loader(real_data(gan)), max_epochs=EPOCHS)  # the user's handler swallows it
     assert caught and "on purpose" in str(caught[0]) and handler.monitor.closed
     assert_closed_trace(path, steps=[0, 4])
 

@@ -56,14 +56,19 @@ class GAN:
 
     def sample(self) -> dict:
         modes = torch.randint(len(self.centres), (BATCH,))
-        return {"real": self.centres[modes] + 0.05 * torch.randn(BATCH, 2), "z": torch.randn(BATCH, LATENT)}
+        return {
+            "real": self.centres[modes] + 0.05 * torch.randn(BATCH, 2),
+            "z": torch.randn(BATCH, LATENT),
+        }
 
     def train(self, steps: int, monitor: SpectrumMonitor | None = None, before_step=None) -> None:
         for step in range(steps):
             batch = self.sample()
             self.opt_d.zero_grad(set_to_none=False)
             fake = self.G(batch["z"])
-            (F.softplus(-self.D(batch["real"])).mean() + F.softplus(self.D(fake.detach())).mean()).backward()
+            (
+                F.softplus(-self.D(batch["real"])).mean() + F.softplus(self.D(fake.detach())).mean()
+            ).backward()
             self.opt_d.step()
             self.opt_g.zero_grad(set_to_none=False)
             F.softplus(-self.D(fake)).mean().backward()
@@ -90,7 +95,9 @@ def assert_bitwise_equal(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
-        assert torch.equal(a[key].reshape(-1).view(torch.uint8), b[key].reshape(-1).view(torch.uint8)), key
+        assert torch.equal(
+            a[key].reshape(-1).view(torch.uint8), b[key].reshape(-1).view(torch.uint8)
+        ), key
 
 
 def dirac_game():
@@ -109,7 +116,9 @@ def test_monitored_run_is_bit_identical_to_the_plain_run(tmp_path, source):
     probe_batch = "current" if source == "current" else fixed
     with warnings.catch_warnings():
         warnings.simplefilter("error", ProbeWarning)
-        with SpectrumMonitor(gan.game, tmp_path / "run.h5", every=10, k=3, probe_batch=probe_batch) as mon:
+        with SpectrumMonitor(
+            gan.game, tmp_path / "run.h5", every=10, k=3, probe_batch=probe_batch
+        ) as mon:
             gan.train(30, mon)
     assert_bitwise_equal(expected, gan.state())
     trace = open_trace(tmp_path / "run.h5")
@@ -139,14 +148,21 @@ def test_nan_mid_training_is_recorded_and_training_goes_on(tmp_path):
         assert trace.status(op).tolist() == ["ok", "nonfinite", "ok"]
         assert np.isnan(trace.eigenvalues(op)[1]).all()
         assert "discriminator" in trace.messages(op)[1]
-    assert np.isnan(trace.losses()["generator"][1]) and np.isfinite(trace.losses()["generator"][[0, 2]]).all()
+    assert (
+        np.isnan(trace.losses()["generator"][1])
+        and np.isfinite(trace.losses()["generator"][[0, 2]]).all()
+    )
 
 
 # ---------------------------------------------------------------------- schedules
 @pytest.mark.parametrize(
     "every, expected",
-    [(7, [0, 7, 14, 21, 28]), ([29, 3, 5, 3], [3, 5, 29]), (LogSpaced(per_decade=2), [0, 1, 3, 10]),
-     (LogSpaced(per_decade=4, start=5, until=20), [5, 6, 7, 8, 11, 15])],
+    [
+        (7, [0, 7, 14, 21, 28]),
+        ([29, 3, 5, 3], [3, 5, 29]),
+        (LogSpaced(per_decade=2), [0, 1, 3, 10]),
+        (LogSpaced(per_decade=4, start=5, until=20), [5, 6, 7, 8, 11, 15]),
+    ],
 )
 def test_trace_holds_the_scheduled_steps(tmp_path, every, expected):
     with SpectrumMonitor(dirac_game(), tmp_path / "run.h5", every=every, k=2) as mon:
@@ -180,10 +196,16 @@ def test_a_step_that_is_not_due_costs_microseconds(tmp_path):
 def test_several_probe_batches_are_stored_with_their_index(tmp_path):
     gan = GAN()
     gen = torch.Generator().manual_seed(3)
-    batches = [{"real": torch.randn(BATCH, 2, generator=gen) + i, "z": torch.randn(BATCH, LATENT, generator=gen)}
-               for i in range(3)]
-    with SpectrumMonitor(gan.game, tmp_path / "run.h5", every=10, k=2, operators=["jacobian"],
-                         probe_batches=batches) as mon:
+    batches = [
+        {
+            "real": torch.randn(BATCH, 2, generator=gen) + i,
+            "z": torch.randn(BATCH, LATENT, generator=gen),
+        }
+        for i in range(3)
+    ]
+    with SpectrumMonitor(
+        gan.game, tmp_path / "run.h5", every=10, k=2, operators=["jacobian"], probe_batches=batches
+    ) as mon:
         records = mon.step(0)
         assert [r.batch_index for r in records] == [0, 1, 2] and mon.last is records[-1]
         mon.step(10, batch="ignored: fixed batches are probed")
@@ -191,7 +213,9 @@ def test_several_probe_batches_are_stored_with_their_index(tmp_path):
     assert trace.steps("jacobian").tolist() == [0, 0, 0, 10, 10, 10]
     assert trace.batch_index("jacobian").tolist() == [0, 1, 2, 0, 1, 2]
     eig = trace.eigenvalues("jacobian")
-    assert not np.allclose(eig[0, :2], eig[1, :2]) and np.array_equal(eig[:3], eig[3:], equal_nan=True)
+    assert not np.allclose(eig[0, :2], eig[1, :2]) and np.array_equal(
+        eig[:3], eig[3:], equal_nan=True
+    )
     assert records[1]["jacobian"].eigenvalues[:2] == pytest.approx(eig[1, :2])
 
 
@@ -209,7 +233,9 @@ def test_probe_batch_sources(tmp_path):
         by_callable = mon.step(5)[0]
     with SpectrumMonitor(gan.game, tmp_path / "b.h5", probe_batch=fixed, **kwargs) as mon:
         by_fixed = mon.step(5, gan.sample())[0]
-    with SpectrumMonitor(gan.game, tmp_path / "c.h5", **kwargs) as mon:  # default: the current batch
+    with SpectrumMonitor(
+        gan.game, tmp_path / "c.h5", **kwargs
+    ) as mon:  # default: the current batch
         by_current = mon.step(5, fixed)[0]
     assert seen == [5]
     assert np.array_equal(by_callable["jacobian"].eigenvalues, by_fixed["jacobian"].eigenvalues)
@@ -304,23 +330,41 @@ class Recorder:
 
 def test_summary_writer_receives_the_scalars(tmp_path):
     writer = Recorder()
-    with SpectrumMonitor(dirac_game(), tmp_path / "run.h5", every=5, k=2, summary_writer=writer) as mon:
+    with SpectrumMonitor(
+        dirac_game(), tmp_path / "run.h5", every=5, k=2, summary_writer=writer
+    ) as mon:
         records = [r for s in range(10) for r in mon.step(s)]
     tags = {tag for tag, _, _ in writer.calls}
     assert tags == {
-        "specdiag/jacobian/min_real", "specdiag/jacobian/max_imag",
-        "specdiag/jacobian/max_imag_over_real", "specdiag/jacobian/spectral_radius",
-        "specdiag/generator/max", "specdiag/generator/min",
-        "specdiag/discriminator/max", "specdiag/discriminator/min",
+        "specdiag/jacobian/min_real",
+        "specdiag/jacobian/max_imag",
+        "specdiag/jacobian/max_imag_over_real",
+        "specdiag/jacobian/spectral_radius",
+        "specdiag/generator/max",
+        "specdiag/generator/min",
+        "specdiag/discriminator/max",
+        "specdiag/discriminator/min",
     }
     assert sorted({s for _, _, s in writer.calls}) == [0, 5]
     got = {(tag, s): v for tag, v, s in writer.calls}
-    assert got["specdiag/jacobian/spectral_radius", 5] == records[1]["jacobian"].scalars["spectral_radius"]
-    with SpectrumMonitor(dirac_game(), tmp_path / "b.h5", every=1, k=2, summary_writer=writer,
-                         probe_batches=[None, None]) as mon:
+    assert (
+        got["specdiag/jacobian/spectral_radius", 5]
+        == records[1]["jacobian"].scalars["spectral_radius"]
+    )
+    with SpectrumMonitor(
+        dirac_game(),
+        tmp_path / "b.h5",
+        every=1,
+        k=2,
+        summary_writer=writer,
+        probe_batches=[None, None],
+    ) as mon:
         writer.calls.clear()
         mon.step(0)
-    assert {tag for tag, _, _ in writer.calls} >= {"specdiag/jacobian/min_real/batch0", "specdiag/jacobian/min_real/batch1"}
+    assert {tag for tag, _, _ in writer.calls} >= {
+        "specdiag/jacobian/min_real/batch0",
+        "specdiag/jacobian/min_real/batch1",
+    }
     with pytest.raises(TypeError, match="add_scalar"):
         SpectrumMonitor(dirac_game(), tmp_path / "c.h5", summary_writer=object())
 
@@ -366,7 +410,9 @@ def test_sigkill_of_a_monitored_training_run_keeps_every_completed_probe(tmp_pat
     """kill -9 mid-run: the trace opens and holds every probe reported written."""
     path = tmp_path / "killed.h5"
     script = Path(__file__).with_name("monitored_training_proc.py")
-    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True
+    )
     reported: list[int] = []
     try:
         deadline = time.monotonic() + 120

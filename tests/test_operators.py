@@ -8,11 +8,11 @@ import warnings
 
 import pytest
 import torch
+from games import SmallGame, assert_same, gan_game, mlp, snapshot, three_player_game
 from torch import nn
 from torch.nn import functional as F
 
 import specdiag as sd
-from games import SmallGame, assert_same, gan_game, mlp, snapshot, three_player_game
 
 F64 = torch.float64
 GAN_LOSSES = ["nonsaturating", "minimax", "wgan"]
@@ -181,8 +181,12 @@ def test_bad_vectors_are_refused_clearly():
     bad = [
         (J.matvec, torch.zeros(n + 1, dtype=F64), ValueError, rf"{shape}, got \({n + 1},\)"),
         (J.rmatvec, torch.zeros(n, 1, dtype=F64), ValueError, rf"{shape}, got \({n}, 1\)"),
-        (J.T.matvec, torch.zeros(n, dtype=torch.float32), TypeError,
-         r"torch.float64 vectors on cpu; got torch.float32 on cpu.*u.to\(op.device, op.dtype\)"),
+        (
+            J.T.matvec,
+            torch.zeros(n, dtype=torch.float32),
+            TypeError,
+            r"torch.float64 vectors on cpu; got torch.float32 on cpu.*u.to\(op.device, op.dtype\)",
+        ),
         (J.matvec, torch.zeros(n, dtype=F64, device="meta"), TypeError, r"float64 on meta"),
         (J.matvec, [0.0] * n, TypeError, r"expected a torch.Tensor, got list"),
         (H.matvec, torch.zeros(n, dtype=F64), ValueError, rf"shape \({n_g},\), got \({n},\)"),
@@ -271,9 +275,11 @@ def detaching_gan():
 @pytest.mark.parametrize("build", ["GameJacobian", "PlayerHessian", "GameField"])
 def test_warns_when_a_player_is_cut_off_from_the_others(build):
     game = detaching_gan()
-    make = {"GameJacobian": lambda: sd.GameJacobian(game, None),
-            "PlayerHessian": lambda: sd.PlayerHessian(game, "generator", None),
-            "GameField": lambda: sd.GameField(game, None)}[build]
+    make = {
+        "GameJacobian": lambda: sd.GameJacobian(game, None),
+        "PlayerHessian": lambda: sd.PlayerHessian(game, "generator", None),
+        "GameField": lambda: sd.GameField(game, None),
+    }[build]
     message = r"gradient of player 'discriminator' does not depend on any other player"
     with pytest.warns(UserWarning, match=message) as record:
         make()

@@ -15,12 +15,12 @@ import pytest
 from matplotlib.collections import PathCollection, PolyCollection, QuadMesh
 from matplotlib.text import Text
 from PIL import Image
+from trace_writer_proc import operator_record
 
 from specdiag import plot
-from specdiag.plot import figures
 from specdiag.errors import TraceError
+from specdiag.plot import figures
 from specdiag.trace import TraceWriter, open_trace
-from trace_writer_proc import operator_record
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATORS = {
@@ -29,33 +29,45 @@ OPERATORS = {
     "discriminator": {"kind": "hessian", "which": "LA", "n": 4},
 }
 PLAYERS = {"generator": 4, "discriminator": 4}
-WIDTH = 5   # k = 4
+WIDTH = 5  # k = 4
 
 
 def jacobian_eigenvalues(step: int) -> np.ndarray:
     """2 to 4 eigenvalues that depend on the step: a conjugate pair, then real ones."""
     pair = [1.0 + 0.1 * step + 0.5j, 1.0 + 0.1 * step - 0.5j]
-    return np.array(pair + [2.0, -0.25 - 0.01 * step][:step % 3], dtype=complex)
+    return np.array(pair + [2.0, -0.25 - 0.01 * step][: step % 3], dtype=complex)
 
 
-def record(step: int, *, batch_index: int = 0, status: str = "ok", eigenvalues=None,
-           converged=None) -> SimpleNamespace:
+def record(
+    step: int, *, batch_index: int = 0, status: str = "ok", eigenvalues=None, converged=None
+) -> SimpleNamespace:
     eig = jacobian_eigenvalues(step) if eigenvalues is None else np.asarray(eigenvalues)
     operators = {
-        "jacobian": operator_record("jacobian", "jacobian", "LM", eig, status=status,
-                                    converged=converged),
-        "generator": operator_record("generator", "hessian", "LA",
-                                     [1.0 + step + batch_index, -0.5]),
+        "jacobian": operator_record(
+            "jacobian", "jacobian", "LM", eig, status=status, converged=converged
+        ),
+        "generator": operator_record(
+            "generator", "hessian", "LA", [1.0 + step + batch_index, -0.5]
+        ),
         "discriminator": operator_record("discriminator", "hessian", "LA", [3.0, 0.5]),
     }
-    return SimpleNamespace(step=step, batch_index=batch_index, seed=step, wall_time=1.0,
-                           build_time=0.1, status=status, operators=operators,
-                           losses={"generator": 0.7, "discriminator": 0.6})
+    return SimpleNamespace(
+        step=step,
+        batch_index=batch_index,
+        seed=step,
+        wall_time=1.0,
+        build_time=0.1,
+        status=status,
+        operators=operators,
+        losses={"generator": 0.7, "discriminator": 0.6},
+    )
 
 
 def writer(path, **kwargs) -> TraceWriter:
-    return TraceWriter(path, **{"operators": OPERATORS, "players": PLAYERS, "width": WIDTH,
-                                "resume": False, **kwargs})
+    return TraceWriter(
+        path,
+        **{"operators": OPERATORS, "players": PLAYERS, "width": WIDTH, "resume": False, **kwargs},
+    )
 
 
 def write_trace(path, records, **kwargs) -> Path:
@@ -75,11 +87,13 @@ def big_trace(path, n: int) -> Path:
     write_trace(path, [record(0, eigenvalues=np.ones(WIDTH))])
     steps = np.arange(n) * 10
     with h5py.File(path, "r+") as f:
+
         def extend(name, obj):
             if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
                 first = obj[:1]
                 obj.resize(n, axis=0)
                 obj[...] = np.repeat(first, n, axis=0)
+
         f.visititems(extend)
         for op in OPERATORS:
             f[f"{op}/step"][...] = steps
@@ -91,8 +105,11 @@ def big_trace(path, n: int) -> Path:
 
 def points(ax) -> np.ndarray:
     """The eigenvalues drawn on ``ax`` as complex numbers (every eigenvalue scatter)."""
-    offsets = [c.get_offsets() for c in ax.collections
-               if isinstance(c, PathCollection) and (c.get_gid() or "").startswith("eigenvalues")]
+    offsets = [
+        c.get_offsets()
+        for c in ax.collections
+        if isinstance(c, PathCollection) and (c.get_gid() or "").startswith("eigenvalues")
+    ]
     xy = np.concatenate(offsets) if offsets else np.empty((0, 2))
     return xy[:, 0] + 1j * xy[:, 1]
 
@@ -107,8 +124,9 @@ def small(tmp_path) -> Path:
     records = [record(s) for s in range(6)]
     records[4] = record(4, converged=[True, False, False])
     records[3] = record(3, status="error", eigenvalues=[np.nan] * 2)
-    return write_trace(tmp_path / "small.h5", records,
-                       config={"metadata": {"lr": 0.5, "optimizer": "sgd"}})
+    return write_trace(
+        tmp_path / "small.h5", records, config={"metadata": {"lr": 0.5, "optimizer": "sgd"}}
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -125,7 +143,7 @@ def test_spectrum_draws_every_finite_eigenvalue_with_its_conventions(small):
     np.testing.assert_allclose(np.sort_complex(drawn), np.sort_complex(eig[finite]))
     hollow = [c for c in ax.collections if c.get_gid() == "eigenvalues-unconverged"]
     assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 2
-    assert (hollow[0].get_facecolors()[:, 3] == 0).all()   # hollow: no face
+    assert (hollow[0].get_facecolors()[:, 3] == 0).all()  # hollow: no face
     assert ax.get_xlabel() == "Re λ" and ax.get_ylabel() == "Im λ"
     assert any(a.get_ylabel() == "training step" for a in fig.axes[1:]), "no colour bar"
     assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines()), "no Re λ = 0"
@@ -136,9 +154,11 @@ def test_spectrum_draws_every_finite_eigenvalue_with_its_conventions(small):
 
 
 def test_stability_region_of_gd_is_the_disc_through_0_and_2_over_lr(tmp_path):
-    lr = 0.5   # the disc |1 - λ/2| < 1: centre 2, radius 2, through 0 and 4
-    path = write_trace(tmp_path / "t.h5", [record(0, eigenvalues=[4.0, 1 + 2j, 1 - 2j]),
-                                           record(1, eigenvalues=[3.5, 0.2 + 2.5j])])
+    lr = 0.5  # the disc |1 - λ/2| < 1: centre 2, radius 2, through 0 and 4
+    path = write_trace(
+        tmp_path / "t.h5",
+        [record(0, eigenvalues=[4.0, 1 + 2j, 1 - 2j]), record(1, eigenvalues=[3.5, 0.2 + 2.5j])],
+    )
     fig = plot.spectrum_figure(path, lr=lr)
     ax = fig.axes[0]
     (region,) = [c for c in ax.collections if c.get_gid() == "stability-region"]
@@ -155,8 +175,9 @@ def test_stability_region_of_gd_is_the_disc_through_0_and_2_over_lr(tmp_path):
 def test_plot_trace_takes_lr_from_the_run_metadata(small, tmp_path, monkeypatch):
     seen = []
     original = plot.spectrum_figure
-    monkeypatch.setattr(figures, "spectrum_figure",
-                        lambda *a, **kw: seen.append(kw["lr"]) or original(*a, **kw))
+    monkeypatch.setattr(
+        figures, "spectrum_figure", lambda *a, **kw: seen.append(kw["lr"]) or original(*a, **kw)
+    )
     plot.plot_trace(small, tmp_path / "a", gif=False)
     plot.plot_trace(small, tmp_path / "b", gif=False, lr=0.01)
     plain = write_trace(tmp_path / "plain.h5", [record(0)])
@@ -172,7 +193,7 @@ def test_evolution_scatters_small_traces_and_bins_large_ones(small, tmp_path):
     finite = np.isfinite(eig)
     steps = np.broadcast_to(tr.steps("jacobian")[:, None], eig.shape)[finite]
     for ax, part in ((re_ax, eig[finite].real), (im_ax, eig[finite].imag)):
-        drawn = points(ax)   # (step, part) as x + iy
+        drawn = points(ax)  # (step, part) as x + iy
         np.testing.assert_allclose(np.sort_complex(drawn), np.sort_complex(steps + 1j * part))
     assert (re_ax.get_ylabel(), im_ax.get_ylabel()) == ("Re λ", "Im λ")
     assert im_ax.get_xlabel() == "training step"
@@ -200,8 +221,7 @@ def test_a_ten_thousand_probe_trace_is_decimated(tmp_path):
     assert Image.open(gif).n_frames == 12
 
 
-@pytest.mark.parametrize("n, limit", [(10, 3), (101, 10), (11, 10), (10_000, 2000), (7, 7),
-                                      (2, 2)])
+@pytest.mark.parametrize("n, limit", [(10, 3), (101, 10), (11, 10), (10_000, 2000), (7, 7), (2, 2)])
 def test_decimation_is_even_and_keeps_both_ends(n, limit):
     rows, note = figures._decimate(n, limit)
     assert rows.size == min(n, limit) and rows[0] == 0 and rows[-1] == n - 1
@@ -214,8 +234,9 @@ def test_gif_has_one_frame_per_probe_step(small, tmp_path):
     path = plot.animate_spectrum(small, tmp_path / "s.gif")
     with Image.open(path) as gif:
         assert gif.format == "GIF" and gif.n_frames == 6
-    batches = write_trace(tmp_path / "b.h5", [record(s, batch_index=b)
-                                              for s in range(4) for b in range(3)])
+    batches = write_trace(
+        tmp_path / "b.h5", [record(s, batch_index=b) for s in range(4) for b in range(3)]
+    )
     with Image.open(plot.animate_spectrum(batches, tmp_path / "b.gif")) as gif:
         assert gif.n_frames == 4
     long = write_trace(tmp_path / "l.h5", [record(s) for s in range(10)])
@@ -226,24 +247,33 @@ def test_gif_has_one_frame_per_probe_step(small, tmp_path):
 def test_scalars_figure_has_a_panel_per_quantity_and_marks_failed_probes(small):
     fig = plot.scalars_figure(small)
     labels = [ax.get_ylabel() for ax in fig.axes]
-    assert labels == ["jacobian: min Re λ", "jacobian: max |Im λ|",
-                      "jacobian: max |Im λ / Re λ|", "jacobian: |λ|max",
-                      "Hessians: λ max, λ min"]
+    assert labels == [
+        "jacobian: min Re λ",
+        "jacobian: max |Im λ|",
+        "jacobian: max |Im λ / Re λ|",
+        "jacobian: |λ|max",
+        "Hessians: λ max, λ min",
+    ]
     tr = open_trace(small)
     min_real = fig.axes[0].get_lines()[0]
     np.testing.assert_allclose(min_real.get_ydata(), tr.scalars("jacobian")["min_real"])
     failed = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("failed")]
     assert len(failed) == 1 and list(failed[0].get_xdata()) == [3]
     hessian_lines = [ln.get_label() for ln in fig.axes[4].get_lines()]
-    assert {"generator λ max", "generator λ min", "discriminator λ max",
-            "discriminator λ min"} <= set(hessian_lines)
+    assert {
+        "generator λ max",
+        "generator λ min",
+        "discriminator λ max",
+        "discriminator λ min",
+    } <= set(hessian_lines)
 
 
 def test_batch_spread_shows_median_and_range_across_batches(tmp_path):
-    path = write_trace(tmp_path / "b.h5", [record(s, batch_index=b)
-                                           for s in (0, 10, 20) for b in range(3)])
+    path = write_trace(
+        tmp_path / "b.h5", [record(s, batch_index=b) for s in (0, 10, 20) for b in range(3)]
+    )
     fig = plot.batch_spread_figure(path, "generator")
-    ax_max = fig.axes[0]   # generator "max" = 1 + step + batch_index
+    ax_max = fig.axes[0]  # generator "max" = 1 + step + batch_index
     np.testing.assert_allclose(ax_max.get_lines()[0].get_ydata(), [2.0, 12.0, 22.0])
     (band,) = [c for c in ax_max.collections if isinstance(c, PolyCollection)]
     ys = band.get_paths()[0].vertices[:, 1]
@@ -254,8 +284,12 @@ def test_batch_spread_shows_median_and_range_across_batches(tmp_path):
 
 def test_a_single_batch_writes_no_batch_spread(small, tmp_path):
     written = plot.plot_trace(small, tmp_path / "out")
-    assert [p.name for p in written] == ["spectrum.png", "evolution.png", "scalars.png",
-                                         "spectrum.gif"]
+    assert [p.name for p in written] == [
+        "spectrum.png",
+        "evolution.png",
+        "scalars.png",
+        "spectrum.gif",
+    ]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)
     for p in written[:-1]:
         assert p.read_bytes().startswith(b"\x89PNG")
@@ -282,8 +316,7 @@ def test_compare_two_runs(small, tmp_path):
     assert points(top[0]).size == 16 and points(top[1]).size == 2 + 4 + 3 + 2
     radius = [ax for ax in fig.axes if ax.get_title() == "|λ|max"][0]
     assert [ln.get_label() for ln in radius.get_lines()] == ["small", "consensus"]
-    written = plot.compare_traces([small, other], tmp_path / "cmp", labels=["GD", "CO"],
-                                  fmt="svg")
+    written = plot.compare_traces([small, other], tmp_path / "cmp", labels=["GD", "CO"], fmt="svg")
     assert written == [tmp_path / "cmp" / "compare.svg"]
     assert "<svg" in written[0].read_text()
     with pytest.raises(ValueError, match="one label per trace"):
@@ -344,9 +377,10 @@ def test_plotting_never_imports_torch_or_pyplot(small, tmp_path):
         assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
         print("ok")
     """)
-    env = {**os.environ, "MPLBACKEND": "module://no_such_backend"}   # never resolved
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120, env=env)
+    env = {**os.environ, "MPLBACKEND": "module://no_such_backend"}  # never resolved
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from games import assert_same, mlp, snapshot
 from torch import nn
 from torch.nn import functional as F
 
@@ -16,7 +17,6 @@ import specdiag as sd
 from specdiag import toys
 from specdiag.errors import ProbeWarning
 from specdiag.probing import ProbeRecord, probe, spectrum_scalars
-from games import assert_same, mlp, snapshot
 
 F64 = torch.float64
 
@@ -94,11 +94,18 @@ def test_probe_restores_grads_the_closure_accumulated_and_flags_it_flipped():
 def test_probe_ignores_autocast_no_grad_and_inference_mode():
     game, G, D = small_gan()
     expected = quiet_probe(game, k=3)
-    for context in (torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad(), torch.inference_mode()):
+    for context in (
+        torch.autocast("cpu", dtype=torch.bfloat16),
+        torch.no_grad(),
+        torch.inference_mode(),
+    ):
         with context:
             rec = quiet_probe(game, k=3)
         for name in expected:
-            assert np.array_equal(rec[name].eigenvalues, expected[name].eigenvalues), (context, name)
+            assert np.array_equal(rec[name].eigenvalues, expected[name].eigenvalues), (
+                context,
+                name,
+            )
 
 
 def test_parameter_changed_in_place_by_the_closure_is_reported():
@@ -111,7 +118,9 @@ def test_parameter_changed_in_place_by_the_closure_is_reported():
         return inner(batch)
 
     game = sd.Game({"generator": G, "discriminator": D}, losses)
-    with pytest.warns(ProbeWarning, match=r"changed parameter\(s\) in place \(discriminator\[0\]\)"):
+    with pytest.warns(
+        ProbeWarning, match=r"changed parameter\(s\) in place \(discriminator\[0\]\)"
+    ):
         rec = probe(game, k=2)
     assert "in place" in rec.message
 
@@ -144,7 +153,9 @@ def test_eigenvalues_are_those_of_the_solvers_on_the_same_operators():
     assert rec["jacobian"].which == "LR" and rec["jacobian"].kind == "jacobian"
     for player, which in (("generator", "LA"), ("discriminator", "SA")):
         gen = torch.Generator().manual_seed(3)
-        direct = sd.eigsh(sd.PlayerHessian.from_field(field, player), k=4, which=which, generator=gen)
+        direct = sd.eigsh(
+            sd.PlayerHessian.from_field(field, player), k=4, which=which, generator=gen
+        )
         got = rec[player]
         assert got.kind == "hessian" and got.which == which
         assert got.eigenvalues.dtype == np.complex128 and not got.eigenvalues.imag.any()
@@ -159,7 +170,9 @@ def test_dirac_gan_with_r1_gives_its_known_scalars():
     lam = toys.dirac_gan_eigenvalues("standard", r1=0.3)
     jac = rec["jacobian"]
     assert len(jac.eigenvalues) == 2 and jac.converged.all()
-    assert np.allclose(sorted(jac.eigenvalues, key=lambda v: v.imag), sorted(lam, key=lambda v: v.imag), atol=1e-12)
+    assert np.allclose(
+        sorted(jac.eigenvalues, key=lambda v: v.imag), sorted(lam, key=lambda v: v.imag), atol=1e-12
+    )
     s = jac.scalars
     assert s["min_real"] == pytest.approx(0.15, abs=1e-12)
     assert s["max_imag"] == pytest.approx(math.sqrt(0.25 - 0.0225), abs=1e-12)
@@ -185,7 +198,10 @@ def test_bilinear_game_rotation_is_pure():
 def test_spectrum_scalars():
     lam = np.array([1 + 2j, 1 - 2j, -3, 0.5j, -0.5j, 0, complex("nan+nanj")])
     assert spectrum_scalars("jacobian", lam) == {
-        "min_real": -3.0, "max_imag": 2.0, "max_imag_over_real": math.inf, "spectral_radius": 3.0,
+        "min_real": -3.0,
+        "max_imag": 2.0,
+        "max_imag_over_real": math.inf,
+        "spectral_radius": 3.0,
     }
     assert spectrum_scalars("jacobian", lam[[0, 1, 2, 5]])["max_imag_over_real"] == 2.0
     assert math.isnan(spectrum_scalars("jacobian", np.zeros(2, complex))["max_imag_over_real"])
@@ -196,7 +212,9 @@ def test_spectrum_scalars():
 
 def test_record_is_a_mapping_over_operators():
     game, G, D = small_gan()
-    rec = quiet_probe(game, k=2, operators=("discriminator", "jacobian"), step=40, batch_index=2, seed=5)
+    rec = quiet_probe(
+        game, k=2, operators=("discriminator", "jacobian"), step=40, batch_index=2, seed=5
+    )
     assert list(rec) == ["discriminator", "jacobian"] and len(rec) == 2
     assert rec.step == 40 and rec.batch_index == 2 and rec.seed == 5
     assert rec["jacobian"] is rec.operators["jacobian"]
@@ -247,8 +265,11 @@ def failing_game(kind: str):
 
 @pytest.mark.parametrize(
     "kind, status, text",
-    [("raise", "error", "data loader exploded"), ("nan-loss", "nonfinite", "discriminator"),
-     ("nan-gradient", "nonfinite", "gradient of player 'generator'")],
+    [
+        ("raise", "error", "data loader exploded"),
+        ("nan-loss", "nonfinite", "discriminator"),
+        ("nan-gradient", "nonfinite", "gradient of player 'generator'"),
+    ],
 )
 def test_failures_are_recorded_with_a_warning(kind, status, text):
     game, G, D = failing_game(kind)
@@ -269,7 +290,9 @@ def test_failures_are_recorded_with_a_warning(kind, status, text):
         assert probe(game, k=3, on_error="ignore").status == status
 
 
-@pytest.mark.parametrize("kind, error", [("raise", sd.LossClosureError), ("nan-loss", sd.NonFiniteError)])
+@pytest.mark.parametrize(
+    "kind, error", [("raise", sd.LossClosureError), ("nan-loss", sd.NonFiniteError)]
+)
 def test_on_error_raise_reraises_after_restoring(kind, error):
     game, G, D = failing_game(kind)
     before = snapshot([G, D])
@@ -294,7 +317,9 @@ def test_nonfinite_product_is_recorded():
 
 def test_definition_errors_always_raise():
     game, G, D = small_gan()
-    bad = sd.Game({"generator": G, "discriminator": D}, lambda b: {"generator": game._losses(b)["generator"]})
+    bad = sd.Game(
+        {"generator": G, "discriminator": D}, lambda b: {"generator": game._losses(b)["generator"]}
+    )
     with pytest.raises(sd.GameDefinitionError, match="no loss for player"):
         probe(bad, k=2, on_error="ignore")
 
@@ -302,7 +327,9 @@ def test_definition_errors_always_raise():
 # ---------------------------------------------------------------------- arguments
 def test_operator_names_and_which_are_checked():
     game, G, D = small_gan()
-    with pytest.raises(ValueError, match=r"unknown operator\(s\) \['critic'\].*'generator', 'discriminator'"):
+    with pytest.raises(
+        ValueError, match=r"unknown operator\(s\) \['critic'\].*'generator', 'discriminator'"
+    ):
         probe(game, operators=["jacobian", "critic"])
     with pytest.raises(ValueError, match="not probed"):
         probe(game, operators=["jacobian"], which={"generator": "LA"})
@@ -355,7 +382,9 @@ def test_wrapped_models_are_probed_through_their_underlying_modules(wrap, reques
     calls = []
     if wrap != "compile":  # the wrapper's own forward (collectives, scatter) never runs
         original = type(Gw).forward
-        monkeypatch.setattr(type(Gw), "forward", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw))
+        monkeypatch.setattr(
+            type(Gw), "forward", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw)
+        )
     before = snapshot([G, D])
     forwards = [w.__dict__.get("forward") for w in (Gw, Dw)]
     rec = quiet_probe(game, k=3)

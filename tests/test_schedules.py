@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from specdiag.monitor.schedules import AtSteps, Every, LogSpaced, Schedule, as_schedule, schedule_config
+from specdiag.monitor.schedules import (
+    AtSteps,
+    Every,
+    LogSpaced,
+    Schedule,
+    as_schedule,
+    schedule_config,
+)
 
 
 def due_steps(schedule, stop: int) -> list[int]:

@@ -69,8 +69,10 @@ def test_gd_has_no_stable_step_size_when_some_real_part_is_not_positive(lam):
     assert bound.limiting_eigenvalue.real <= 0
 
 
-@pytest.mark.parametrize("method, beta", [("extragradient", 0.0), ("optimistic", 0.0), ("momentum", 0.5),
-                                          ("momentum", -0.3)])
+@pytest.mark.parametrize(
+    "method, beta",
+    [("extragradient", 0.0), ("optimistic", 0.0), ("momentum", 0.5), ("momentum", -0.3)],
+)
 def test_numerical_bound_brackets_the_edge(method, beta):
     lam = np.concatenate([np.abs(LAMBDAS.real) + 1j * LAMBDAS.imag, [3.0, 0.2 + 2j]])
     bound = max_stable_lr(lam, method, beta=beta)
@@ -78,7 +80,9 @@ def test_numerical_bound_brackets_the_edge(method, beta):
     for eta in np.geomspace(1e-6, 0.999, 30) * bound.lr:
         assert (update_radius(lam, method, eta, beta=beta) < 1).all()
     assert (update_radius(lam, method, 1.001 * bound.lr, beta=beta) > 1).any()
-    assert update_radius(bound.limiting_eigenvalue, method, bound.lr, beta=beta) == pytest.approx(1, abs=1e-9)
+    assert update_radius(bound.limiting_eigenvalue, method, bound.lr, beta=beta) == pytest.approx(
+        1, abs=1e-9
+    )
 
 
 def test_extragradient_and_optimistic_converge_on_the_bilinear_game():
@@ -91,7 +95,7 @@ def test_stable_set_away_from_zero_is_reported_with_its_intervals():
     bound = max_stable_lr([-0.05 + 1j], "extragradient")
     assert not bound.exists and bound.lr == 0.0
     assert "Re λ <= 0" in bound.reason and "stable only for η in" in bound.reason
-    (lo, hi), = bound.intervals
+    ((lo, hi),) = bound.intervals
     assert 0 < lo < hi
     assert update_radius([-0.05 + 1j], "extragradient", (lo + hi) / 2)[0] < 1
     assert update_radius([-0.05 + 1j], "extragradient", lo / 2)[0] > 1

@@ -9,17 +9,23 @@ import sys
 
 import numpy as np
 import pytest
+from trace_writer_proc import OPERATORS, PLAYERS, WIDTH, operator_record, probe_record
 
 from specdiag.summary import BULK_GAP, format_summary, probe_rows, summary_dict, trace_warnings
 from specdiag.trace import TraceWriter, open_trace
-from trace_writer_proc import OPERATORS, PLAYERS, WIDTH, operator_record, probe_record
 
 TOL = 1e-3
 
 
 def write(path, records, **config):
-    with TraceWriter(path, operators=OPERATORS, players=PLAYERS, width=WIDTH,
-                     config={"tol": TOL, **config}, resume=False) as w:
+    with TraceWriter(
+        path,
+        operators=OPERATORS,
+        players=PLAYERS,
+        width=WIDTH,
+        config={"tol": TOL, **config},
+        resume=False,
+    ) as w:
         for r in records:
             w.write(r)
     return open_trace(path)
@@ -29,8 +35,14 @@ def failed(step):
     r = probe_record(step)
     r.status = "unconverged"
     r.operators["jacobian"] = operator_record(
-        "jacobian", "jacobian", "LM", [3.0, 2.0, 1.0], status="unconverged",
-        converged=[True, False, False], message="1 of 3 converged after 300 restarts")
+        "jacobian",
+        "jacobian",
+        "LM",
+        [3.0, 2.0, 1.0],
+        status="unconverged",
+        converged=[True, False, False],
+        message="1 of 3 converged after 300 restarts",
+    )
     return r
 
 
@@ -39,13 +51,18 @@ def bulky(step):
     r = probe_record(step)
     close = 2.0 - 0.5 * BULK_GAP * TOL * 3.0
     r.operators["discriminator"] = operator_record(
-        "discriminator", "hessian", "LA", [3.0, 2.0, close])
+        "discriminator", "hessian", "LA", [3.0, 2.0, close]
+    )
     return r
 
 
 def specdiag(*args):
-    return subprocess.run([sys.executable, "-m", "specdiag", *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "specdiag", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_rows_follow_the_trace(tmp_path):
@@ -56,14 +73,16 @@ def test_rows_follow_the_trace(tmp_path):
     jac = rows[1]["operators"]["jacobian"]
     assert (jac["converged"], jac["eigenvalues"], jac["status"]) == (1, 3, "unconverged")
     assert rows[2]["operators"]["generator"]["n_matvec"] == 77
-    assert rows[2]["operators"]["generator"]["max"] == 40.0          # 2 * step
-    assert rows[0]["operators"]["jacobian"]["min_real"] == 0.0       # step +- 1j and 0.5
+    assert rows[2]["operators"]["generator"]["max"] == 40.0  # 2 * step
+    assert rows[0]["operators"]["jacobian"]["min_real"] == 0.0  # step +- 1j and 0.5
 
 
 def test_warnings_name_failures_and_bulk(tmp_path):
     tr = write(tmp_path / "t.h5", [probe_record(0), failed(10), bulky(20), bulky(30)])
     lines = trace_warnings(tr)
-    assert any(line.startswith("step 10: jacobian: unconverged (1 of 3 converged") for line in lines)
+    assert any(
+        line.startswith("step 10: jacobian: unconverged (1 of 3 converged") for line in lines
+    )
     (bulk,) = [line for line in lines if "bulk" in line]
     assert bulk.startswith("discriminator: k reaches into the bulk at 2 probe(s) (steps 20, 30)")
     assert len(lines) == 2
@@ -93,7 +112,7 @@ def test_json_is_strict(tmp_path):
     r.operators["generator"].scalars = {"max": math.nan, "min": math.nan}
     tr = write(tmp_path / "t.h5", [r])
     data = summary_dict(tr)
-    text = json.dumps(data, allow_nan=False)   # raises on NaN or inf
+    text = json.dumps(data, allow_nan=False)  # raises on NaN or inf
     back = json.loads(text)
     assert back["probes"][0]["operators"]["jacobian"]["max_imag_over_real"] == "inf"
     assert back["probes"][0]["operators"]["generator"]["max"] is None

@@ -22,14 +22,18 @@ def operator_matrix(op: sd.LinearOperator) -> torch.Tensor:
     return torch.stack([op.matvec(e) for e in eye], dim=1)
 
 
-def field_jacobian(losses: dict[str, torch.Tensor], players: dict[str, list[torch.Tensor]]) -> torch.Tensor:
+def field_jacobian(
+    losses: dict[str, torch.Tensor], players: dict[str, list[torch.Tensor]]
+) -> torch.Tensor:
     """Dense J = dv/dx by differentiating every entry of v with plain autograd."""
     params = [p for ps in players.values() for p in ps]
-    v = torch.cat([
-        g.reshape(-1)
-        for name, ps in players.items()
-        for g in torch.autograd.grad(losses[name], ps, create_graph=True)
-    ])
+    v = torch.cat(
+        [
+            g.reshape(-1)
+            for name, ps in players.items()
+            for g in torch.autograd.grad(losses[name], ps, create_graph=True)
+        ]
+    )
     n = v.numel()
     rows = []
     for vi in v:  # an entry of v that is constant in x (a bias the loss is linear in) is a zero row
@@ -85,9 +89,9 @@ def test_dirac_gan_r1_eigenvalues(loss, ratio):
     assert_close_complex(as_multiset(got), as_multiset(expected), atol)
     assert_close_complex(toys.dirac_gan_eigenvalues(loss, r1=gamma), expected, 1e-12)
     if ratio < 1.0:
-        assert np.all(np.abs(got.imag) > 1e-3)      # damped rotation
+        assert np.all(np.abs(got.imag) > 1e-3)  # damped rotation
     elif ratio > 1.0:
-        assert np.all(np.abs(got.imag) == 0.0)      # two real, distinct
+        assert np.all(np.abs(got.imag) == 0.0)  # two real, distinct
         assert abs(got[0] - got[1]) > 1e-3
 
 
@@ -106,7 +110,9 @@ def test_dirac_gan_r1_with_consensus_matches_j_plus_gamma_jtj(loss):
     J = np.array([[0.0, a], [-a, r1]])
     expected = as_multiset(np.linalg.eigvals(J + c * J.T @ J))
     assert_close_complex(as_multiset(dirac_spectrum(loss, r1=r1, consensus=c)), expected, 1e-10)
-    assert_close_complex(as_multiset(toys.dirac_gan_eigenvalues(loss, r1=r1, consensus=c)), expected, 1e-12)
+    assert_close_complex(
+        as_multiset(toys.dirac_gan_eigenvalues(loss, r1=r1, consensus=c)), expected, 1e-12
+    )
     toy = toys.dirac_gan(loss=loss, r1=r1, consensus=c)
     assert toy.equilibrium_eigenvalues() == toys.dirac_gan_eigenvalues(loss, r1=r1, consensus=c)
 
@@ -215,7 +221,8 @@ def test_bilinear_factory_seed_init_and_point_independence():
     zero = toys.bilinear_game(a.A, init="zero")
     assert not zero.x.any() and not zero.y.any() and a.x.abs().min() > 0
     torch.testing.assert_close(
-        operator_matrix(sd.GameJacobian(a.game, None)), operator_matrix(sd.GameJacobian(zero.game, None))
+        operator_matrix(sd.GameJacobian(a.game, None)),
+        operator_matrix(sd.GameJacobian(zero.game, None)),
     )
     lam = a.eigenvalues()
     assert lam.dtype == torch.complex128 and lam.shape == (11,)
@@ -236,7 +243,9 @@ def hand_count(n_in: int, n_out: int, hidden: int, depth: int, batchnorm: bool) 
     [(16, 1, 4, False, "relu"), (16, 4, 16, True, "leaky_relu"), (220, 3, 16, False, "relu")],
 )
 def test_mog_parameter_counts(hidden, depth, latent, batchnorm, activation):
-    gan = toys.mog_gan(hidden=hidden, depth=depth, latent=latent, batchnorm=batchnorm, activation=activation)
+    gan = toys.mog_gan(
+        hidden=hidden, depth=depth, latent=latent, batchnorm=batchnorm, activation=activation
+    )
     expected = {
         "generator": hand_count(latent, 2, hidden, depth, batchnorm),
         "discriminator": hand_count(2, 1, hidden, depth, batchnorm),
@@ -268,7 +277,7 @@ def test_mog_sampling_is_seeded_and_on_the_ring():
     nearest = dist.min(dim=1)
     assert nearest.values.max() < 6 * 0.02
     assert set(nearest.indices.tolist()) == set(range(8))
-    assert 0.01 < nearest.values.mean() < 0.04   # ~ std * sqrt(pi/2)
+    assert 0.01 < nearest.values.mean() < 0.04  # ~ std * sqrt(pi/2)
 
 
 def test_mog_sampling_uses_the_global_stream_without_generator():
@@ -298,7 +307,9 @@ def test_mog_losses_are_the_game_losses(loss):
     torch.testing.assert_close(out["discriminator"].detach(), l_d, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["generator"].detach(), l_g, rtol=1e-5, atol=1e-6)
     # No detach: the generator's parameters reach the discriminator's loss.
-    grads = torch.autograd.grad(out["discriminator"], list(gan.generator.parameters()), allow_unused=True)
+    grads = torch.autograd.grad(
+        out["discriminator"], list(gan.generator.parameters()), allow_unused=True
+    )
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
@@ -341,7 +352,9 @@ def test_mog_train_updates_simultaneously(loss):
 def test_mog_train_callback_sees_each_step():
     gan = toys.mog_gan(hidden=8, depth=1)
     seen = []
-    gan.train(3, batch_size=8, callback=lambda step, batch: seen.append((step, batch["real"].shape)))
+    gan.train(
+        3, batch_size=8, callback=lambda step, batch: seen.append((step, batch["real"].shape))
+    )
     assert seen == [(0, (8, 2)), (1, (8, 2)), (2, (8, 2))]
     with pytest.raises(ValueError, match="optimizer"):
         gan.train(1, optimizer="lbfgs")
@@ -380,16 +393,18 @@ def test_mog_consensus_field_is_v_plus_gamma_jt_v():
     gamma = 10.0
     plain = toys.mog_gan(hidden=8, depth=2, latent=4, dtype=torch.float64, seed=3)
     plain.train(5, lr=1e-2, batch_size=32, seed=0)
-    consensus = toys.mog_gan(hidden=8, depth=2, latent=4, dtype=torch.float64, seed=3,
-                             consensus=gamma)
+    consensus = toys.mog_gan(
+        hidden=8, depth=2, latent=4, dtype=torch.float64, seed=3, consensus=gamma
+    )
     with torch.no_grad():
         for a, b in zip(consensus.game.parameters(), plain.game.parameters()):
             a.copy_(b)
     batch = plain.sample(32, torch.Generator().manual_seed(1))
     v = plain.game.vector_field(batch)
     jt_v = sd.GameJacobian(plain.game, batch).rmatvec(v)
-    torch.testing.assert_close(consensus.game.vector_field(batch), v + gamma * jt_v,
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        consensus.game.vector_field(batch), v + gamma * jt_v, rtol=1e-10, atol=1e-12
+    )
     assert "consensus=10.0" in repr(consensus)
     with pytest.raises(ValueError, match="consensus"):
         toys.mog_gan(consensus=-1.0)

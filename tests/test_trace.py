@@ -14,10 +14,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from trace_writer_proc import OPERATORS, PLAYERS, WIDTH, operator_record, probe_record
 
 from specdiag.errors import TraceError
 from specdiag.trace import MESSAGE_BYTES, STATUSES, TraceWriter, open_trace
-from trace_writer_proc import OPERATORS, PLAYERS, WIDTH, operator_record, probe_record
 
 HERE = Path(__file__).resolve().parent
 HELPER = HERE / "trace_writer_proc.py"
@@ -25,8 +25,13 @@ TIMEOUT_S = 30.0
 
 
 def writer(path, **kwargs) -> TraceWriter:
-    kwargs = {"operators": OPERATORS, "players": PLAYERS, "width": WIDTH,
-              "config": {"every": 10}, **kwargs}
+    kwargs = {
+        "operators": OPERATORS,
+        "players": PLAYERS,
+        "width": WIDTH,
+        "config": {"every": 10},
+        **kwargs,
+    }
     return TraceWriter(path, **kwargs)
 
 
@@ -44,28 +49,46 @@ def varied_records():
     nan = np.nan
     first = probe_record(0)
     first.operators["jacobian"] = operator_record(
-        "jacobian", "jacobian", "LM", [2 + 1j, 2 - 1j, 0.5, -3.0])   # full width
+        "jacobian", "jacobian", "LM", [2 + 1j, 2 - 1j, 0.5, -3.0]
+    )  # full width
     first.operators["discriminator"] = operator_record(
-        "discriminator", "hessian", "LA", [3.0, 2.0, -1.0], status="unconverged",
-        converged=[True, True, False], message="2 of 3 converged")
+        "discriminator",
+        "hessian",
+        "LA",
+        [3.0, 2.0, -1.0],
+        status="unconverged",
+        converged=[True, True, False],
+        message="2 of 3 converged",
+    )
     second = probe_record(10, batch_index=1)
     second.seed = None
     second.status = "error"
-    second.losses = {"discriminator": 0.25}   # the generator's loss is missing
+    second.losses = {"discriminator": 0.25}  # the generator's loss is missing
     second.operators["jacobian"] = operator_record(
-        "jacobian", "jacobian", "LM", [nan + nan * 1j] * 3, status="error",
-        converged=[False] * 3, message="LossClosureError: Ω boom\nsecond line")
+        "jacobian",
+        "jacobian",
+        "LM",
+        [nan + nan * 1j] * 3,
+        status="error",
+        converged=[False] * 3,
+        message="LossClosureError: Ω boom\nsecond line",
+    )
     third = probe_record(20)
     third.status = "budget"
     third.operators["generator"] = operator_record(
-        "generator", "hessian", "LA", [], status="budget", message="x" * 1000)
+        "generator", "hessian", "LA", [], status="budget", message="x" * 1000
+    )
     return [first, second, third]
 
 
 def test_round_trip_keeps_every_field(tmp_path):
     path = tmp_path / "run.h5"
-    with writer(path, config={"every": 10, "k": 3, "operators": ["jacobian"]},
-                versions={"torch": "2.13.0"}, specdiag_version="9.9.9") as w:
+    with writer(
+        path,
+        config={"every": 10, "k": 3, "operators": ["jacobian"]},
+        versions={"torch": "2.13.0"},
+        specdiag_version="9.9.9",
+    ) as w:
         for record in varied_records():
             w.write(record)
 
@@ -84,7 +107,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     gen = tr.eigenvalues("generator")
     np.testing.assert_array_equal(gen[0, :2], [0.0, 1.0])
     assert np.isnan(gen[0, 2:].real).all() and np.isnan(gen[0, 2:].imag).all()
-    assert np.isnan(gen[2].real).all()   # an empty result is all padding
+    assert np.isnan(gen[2].real).all()  # an empty result is all padding
 
     np.testing.assert_array_equal(tr.converged("discriminator")[0], [True, True, False, False])
     res = tr.residuals("discriminator")[0]
@@ -137,14 +160,28 @@ def test_file_layout_is_plain_hdf5(tmp_path):
     write_steps(path, [0, 1])
     with h5py.File(path, "r") as f:
         group = f["jacobian"]
-        assert (group.attrs["kind"], group.attrs["which"], group.attrs["n"]) == ("jacobian", "LM", 5)
-        for name, dtype in [("eig_real", "f8"), ("eig_imag", "f8"), ("residual", "f8"),
-                            ("converged", "bool")]:
+        assert (group.attrs["kind"], group.attrs["which"], group.attrs["n"]) == (
+            "jacobian",
+            "LM",
+            5,
+        )
+        for name, dtype in [
+            ("eig_real", "f8"),
+            ("eig_imag", "f8"),
+            ("residual", "f8"),
+            ("converged", "bool"),
+        ]:
             ds = group[name]
             assert ds.dtype == np.dtype(dtype) and ds.shape == (2, WIDTH)
             assert ds.maxshape == (None, WIDTH) and ds.chunks is not None
-        for name, dtype in [("step", "i8"), ("batch_index", "i4"), ("n_matvec", "i8"),
-                            ("wall_time", "f8"), ("status", "i1"), ("spectral_radius", "f8")]:
+        for name, dtype in [
+            ("step", "i8"),
+            ("batch_index", "i4"),
+            ("n_matvec", "i8"),
+            ("wall_time", "f8"),
+            ("status", "i1"),
+            ("spectral_radius", "f8"),
+        ]:
             assert group[name].dtype == np.dtype(dtype) and group[name].maxshape == (None,)
         assert group["status"].attrs["flag_meanings"].split() == list(STATUSES)
         assert group["message"].dtype.itemsize == MESSAGE_BYTES
@@ -158,8 +195,9 @@ def test_file_layout_is_plain_hdf5(tmp_path):
 
 def _open_file_names() -> set[str]:
     """Files this process has open in HDF5."""
-    return {os.path.realpath(os.fsdecode(i.name))
-            for i in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)}
+    return {
+        os.path.realpath(os.fsdecode(i.name)) for i in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)
+    }
 
 
 def test_default_mode_closes_the_file_between_writes(tmp_path):
@@ -188,7 +226,7 @@ def test_a_reader_sees_new_probes_after_refresh(tmp_path):
 def test_write_to_closed_writer_raises(tmp_path):
     w = writer(tmp_path / "run.h5")
     w.close()
-    w.close()   # idempotent
+    w.close()  # idempotent
     with pytest.raises(ValueError, match="closed"):
         w.write(probe_record(0))
 
@@ -205,19 +243,26 @@ def test_a_bad_record_leaves_the_file_untouched(tmp_path):
     missing = probe_record(1)
     del missing.operators["discriminator"]
     with writer(path) as w:
-        for record, match in [(too_many, "width 4"), (bad_status, "'fine'"),
-                              (no_step, "step"), (missing, "operators")]:
+        for record, match in [
+            (too_many, "width 4"),
+            (bad_status, "'fine'"),
+            (no_step, "step"),
+            (missing, "operators"),
+        ]:
             with pytest.raises(ValueError, match=match):
                 w.write(record)
     assert len(open_trace(path)) == 1
 
 
-@pytest.mark.parametrize("torn, complete", [
-    # killed between the data and the probe_step row: the extra rows are not counted
-    ({"jacobian/eig_real": 3, "generator/step": 3, "loss/generator": 3}, 2),
-    # a dataset short of a row: that probe is incomplete and is dropped
-    ({"discriminator/status": 1, "jacobian/spectral_radius": 1}, 1),
-])
+@pytest.mark.parametrize(
+    "torn, complete",
+    [
+        # killed between the data and the probe_step row: the extra rows are not counted
+        ({"jacobian/eig_real": 3, "generator/step": 3, "loss/generator": 3}, 2),
+        # a dataset short of a row: that probe is incomplete and is dropped
+        ({"discriminator/status": 1, "jacobian/spectral_radius": 1}, 1),
+    ],
+)
 def test_torn_rows_are_ignored_by_readers_and_repaired_by_writers(tmp_path, torn, complete):
     path = tmp_path / "run.h5"
     write_steps(path, [0, 1])
@@ -246,7 +291,7 @@ def test_resume_replaces_rows_at_or_after_the_first_step(tmp_path):
     write_steps(path, [0, 10, 20, 30])
     with writer(path) as w:
         w.write(probe_record(20, n_matvec=999))
-        w.write(probe_record(20, batch_index=1, n_matvec=998))   # only the first write purges
+        w.write(probe_record(20, batch_index=1, n_matvec=998))  # only the first write purges
     tr = open_trace(path)
     np.testing.assert_array_equal(tr.probe_steps(), [0, 10, 20, 20])
     np.testing.assert_array_equal(tr.n_matvec("jacobian"), [100, 110, 999, 998])
@@ -271,20 +316,28 @@ def test_resume_step_purges_when_the_file_is_opened(tmp_path):
     write_steps(path, [0, 10, 20, 30])
     writer(path, resume_step=20).close()
     np.testing.assert_array_equal(open_trace(path).probe_steps(), [0, 10])
-    with writer(path, resume_step=15) as w:      # the first write no longer purges again
+    with writer(path, resume_step=15) as w:  # the first write no longer purges again
         w.write(probe_record(30))
         w.write(probe_record(20))
     np.testing.assert_array_equal(open_trace(path).probe_steps(), [0, 10, 30, 20])
 
 
-@pytest.mark.parametrize("change, detail", [
-    ({"width": WIDTH + 2}, "width"),
-    ({"players": {"generator": 2, "discriminator": 4}}, "parameter counts"),
-    ({"operators": {"jacobian": OPERATORS["jacobian"]}}, "operators"),
-    ({"operators": {**OPERATORS, "jacobian": {**OPERATORS["jacobian"], "n": 6}}}, "n of operator 'jacobian': 5"),
-    ({"operators": {**OPERATORS, "jacobian": {**OPERATORS["jacobian"], "which": "LR"}}},
-     "which of operator 'jacobian': 'LM' in the file, 'LR' now"),
-])
+@pytest.mark.parametrize(
+    "change, detail",
+    [
+        ({"width": WIDTH + 2}, "width"),
+        ({"players": {"generator": 2, "discriminator": 4}}, "parameter counts"),
+        ({"operators": {"jacobian": OPERATORS["jacobian"]}}, "operators"),
+        (
+            {"operators": {**OPERATORS, "jacobian": {**OPERATORS["jacobian"], "n": 6}}},
+            "n of operator 'jacobian': 5",
+        ),
+        (
+            {"operators": {**OPERATORS, "jacobian": {**OPERATORS["jacobian"], "which": "LR"}}},
+            "which of operator 'jacobian': 'LM' in the file, 'LR' now",
+        ),
+    ],
+)
 def test_resume_refuses_another_layout(tmp_path, change, detail):
     path = tmp_path / "run.h5"
     write_steps(path, [0, 1])
@@ -315,8 +368,9 @@ def test_resume_refuses_a_file_that_is_not_a_trace(tmp_path, content):
     else:
         path.write_bytes(b"precious" * 100)
     before = path.read_bytes()
-    with pytest.raises(TraceError, match="(not a specdiag trace|not an HDF5 file).*resume=False") \
-            as info:
+    with pytest.raises(
+        TraceError, match="(not a specdiag trace|not an HDF5 file).*resume=False"
+    ) as info:
         writer(path)
     error = info.value
     assert "\n" not in str(error) and str(path) in str(error)
@@ -374,8 +428,9 @@ def _newer(tmp_path):
     return path, "newer specdiag (schema 2.0); upgrade"
 
 
-@pytest.mark.parametrize("make", [_missing, _garbage, _truncated, _foreign, _newer],
-                         ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize(
+    "make", [_missing, _garbage, _truncated, _foreign, _newer], ids=lambda f: f.__name__.strip("_")
+)
 def test_unreadable_files_give_one_line_trace_errors(tmp_path, make):
     path, expected = make(tmp_path)
     with pytest.raises(TraceError) as info:
@@ -384,7 +439,7 @@ def test_unreadable_files_give_one_line_trace_errors(tmp_path, make):
     assert expected in message
     assert str(path) in message
     assert "\n" not in message
-    error = info.value   # no h5py traceback chained to it
+    error = info.value  # no h5py traceback chained to it
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
 
 
@@ -412,8 +467,13 @@ class Child:
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HELPER), *args], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+            [sys.executable, str(HELPER), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=HERE,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -430,8 +490,9 @@ class Child:
             except queue.Empty:
                 raise AssertionError(f"child gave no {prefix!r} within {TIMEOUT_S} s") from None
             if line == "<eof>":
-                raise AssertionError(f"child exited before {prefix!r}: "
-                                     f"{self.proc.stderr.read()[-2000:]}")
+                raise AssertionError(
+                    f"child exited before {prefix!r}: {self.proc.stderr.read()[-2000:]}"
+                )
             if line.startswith(prefix):
                 return line
 
@@ -464,7 +525,7 @@ def test_sigkill_loses_at_most_the_probe_in_flight(tmp_path):
     assert len(tr) >= reported
     np.testing.assert_array_equal(tr.probe_steps(), np.arange(len(tr)))
     np.testing.assert_array_equal(tr.eigenvalues("generator")[:, 0].real, 2.0 * np.arange(len(tr)))
-    with writer(path) as w:   # and the run can go on where it stopped
+    with writer(path) as w:  # and the run can go on where it stopped
         w.write(probe_record(len(tr)))
     assert len(open_trace(path)) == len(tr) + 1
 
@@ -475,8 +536,8 @@ def test_swmr_reader_follows_a_live_writer(tmp_path):
     try:
         child.expect("ready")
         with pytest.raises(TraceError, match="open for writing.*swmr=True"):
-            open_trace(path)   # a plain reader is told how to read a live trace
-        tr = open_trace(path, swmr=True)   # before the first probe
+            open_trace(path)  # a plain reader is told how to read a live trace
+        tr = open_trace(path, swmr=True)  # before the first probe
         assert len(tr) == 0 and tr.operators == tuple(OPERATORS)
         for n in (1, 2):
             child.send("write")
@@ -486,7 +547,7 @@ def test_swmr_reader_follows_a_live_writer(tmp_path):
         for n in (3, 4, 5):
             child.send("write")
             assert child.expect("wrote") == f"wrote {n}"
-        assert child.proc.poll() is None   # the writer still has the file open
+        assert child.proc.poll() is None  # the writer still has the file open
         tr.refresh()
         assert len(tr) == 5
         np.testing.assert_array_equal(tr.steps("discriminator"), np.arange(5))
@@ -513,7 +574,8 @@ def test_trace_module_never_imports_torch(tmp_path):
         f"assert list(t.open_trace({str(tmp_path / 'x.h5')!r}).probe_steps()) == [3]\n"
         "print(t.__name__, sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True,
-                         text=True, timeout=TIMEOUT_S)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[0] == "specdiag.trace []"

@@ -37,8 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..game import Game
-from ..game import GameJacobian
+from ..game import Game, GameJacobian
 
 __all__ = ["HelmholtzEstimate", "helmholtz_split"]
 
@@ -78,7 +77,9 @@ class HelmholtzEstimate:
     n_matvec: int
 
 
-def helmholtz_split(jacobian: GameJacobian, n_samples: int = 32, *, seed: int = 0) -> HelmholtzEstimate:
+def helmholtz_split(
+    jacobian: GameJacobian, n_samples: int = 32, *, seed: int = 0
+) -> HelmholtzEstimate:
     r"""Estimate :math:`\|S\|_F^2`, :math:`\|A\|_F^2`, the rotation fraction and, for two
     players, the zero-sum defect of :math:`J` (see :mod:`specdiag.dynamics.helmholtz`).
 
@@ -118,16 +119,24 @@ def helmholtz_split(jacobian: GameJacobian, n_samples: int = 32, *, seed: int = 
     (1.0, 0.0)
     """
     if not isinstance(getattr(jacobian, "game", None), Game):
-        raise TypeError(f"helmholtz_split needs a GameJacobian (an operator with the game's "
-                        f"players), got {type(jacobian).__name__}")
+        raise TypeError(
+            f"helmholtz_split needs a GameJacobian (an operator with the game's "
+            f"players), got {type(jacobian).__name__}"
+        )
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     game = jacobian.game
-    blocks = [game.player_slice(p) for p in game.player_names] if len(game.player_names) == 2 else None
+    blocks = (
+        [game.player_slice(p) for p in game.player_names] if len(game.player_names) == 2 else None
+    )
     gen = torch.Generator(device=jacobian.device).manual_seed(seed)
     rows = []
     for _ in range(n_samples):
-        u = torch.randint(0, 2, (game.n,), generator=gen, device=jacobian.device).to(jacobian.dtype) * 2 - 1
+        u = (
+            torch.randint(0, 2, (game.n,), generator=gen, device=jacobian.device).to(jacobian.dtype)
+            * 2
+            - 1
+        )
         rows.append(_probe(jacobian, u, blocks))
     samples = np.array(rows, dtype=np.float64)
     sym, anti = samples[:, 0], samples[:, 1]
@@ -136,11 +145,16 @@ def helmholtz_split(jacobian: GameJacobian, n_samples: int = 32, *, seed: int = 
     if blocks is not None:
         defect, defect_se = _defect(samples[:, 2], samples[:, 3], samples[:, 4])
     return HelmholtzEstimate(
-        symmetric_sq=float(sym.mean()), symmetric_sq_se=_se(sym),
-        antisymmetric_sq=float(anti.mean()), antisymmetric_sq_se=_se(anti),
-        rotation_fraction=rotation, rotation_fraction_se=rotation_se,
-        zero_sum_defect=defect, zero_sum_defect_se=defect_se,
-        n_samples=n_samples, n_matvec=n_samples * (4 if blocks else 2),
+        symmetric_sq=float(sym.mean()),
+        symmetric_sq_se=_se(sym),
+        antisymmetric_sq=float(anti.mean()),
+        antisymmetric_sq_se=_se(anti),
+        rotation_fraction=rotation,
+        rotation_fraction_se=rotation_se,
+        zero_sum_defect=defect,
+        zero_sum_defect_se=defect_se,
+        n_samples=n_samples,
+        n_matvec=n_samples * (4 if blocks else 2),
     )
 
 
@@ -187,7 +201,8 @@ def _defect(m: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     d = rm / (ra + rb)
     influence = -(d / (ra + rb)) * (
-        (a - a.mean()) / (2 * ra if ra else math.inf) + (b - b.mean()) / (2 * rb if rb else math.inf)
+        (a - a.mean()) / (2 * ra if ra else math.inf)
+        + (b - b.mean()) / (2 * rb if rb else math.inf)
     )
     if rm > 0:
         influence = influence + (m - m.mean()) / (2 * rm * (ra + rb))

@@ -14,7 +14,9 @@ __all__ = ["optimizer_preconditioner"]
 
 def optimizer_preconditioner(
     game: Game,
-    optimizers: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | Mapping[str, torch.optim.Optimizer],
+    optimizers: torch.optim.Optimizer
+    | Iterable[torch.optim.Optimizer]
+    | Mapping[str, torch.optim.Optimizer],
 ) -> torch.Tensor:
     r"""The diagonal preconditioner :math:`P` of Adam, AdamW or RMSprop, from their state.
 
@@ -71,7 +73,9 @@ _ADAPTIVE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
 
 
 def _parameter_owners(
-    optimizers: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | Mapping[str, torch.optim.Optimizer],
+    optimizers: torch.optim.Optimizer
+    | Iterable[torch.optim.Optimizer]
+    | Mapping[str, torch.optim.Optimizer],
 ) -> dict[int, tuple[torch.optim.Optimizer, dict[str, Any]]]:
     """``{id(parameter): (optimizer, param group)}`` over all optimizers."""
     if isinstance(optimizers, torch.optim.Optimizer):
@@ -96,7 +100,9 @@ def _parameter_owners(
     return owners
 
 
-def _second_moment_root(opt: torch.optim.Optimizer, group: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+def _second_moment_root(
+    opt: torch.optim.Optimizer, group: dict[str, Any], state: dict[str, Any]
+) -> torch.Tensor:
     r""":math:`\sqrt{\hat v}` of one parameter (without :math:`\epsilon`)."""
     if isinstance(opt, torch.optim.RMSprop):
         v = state["square_avg"]

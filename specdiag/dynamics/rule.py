@@ -16,8 +16,9 @@ from .updates import UPDATE_METHODS, UpdateOperator, update_operator
 __all__ = ["UpdateRule", "Optimizers"]
 
 
-Optimizers = Union[torch.optim.Optimizer, Iterable[torch.optim.Optimizer],
-                   Mapping[str, torch.optim.Optimizer]]
+Optimizers = Union[
+    torch.optim.Optimizer, Iterable[torch.optim.Optimizer], Mapping[str, torch.optim.Optimizer]
+]
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ class UpdateRule:
 
     def __post_init__(self) -> None:
         if self.method not in UPDATE_METHODS:
-            raise ValueError(f"unknown update method {self.method!r}; choose one of {UPDATE_METHODS}")
+            raise ValueError(
+                f"unknown update method {self.method!r}; choose one of {UPDATE_METHODS}"
+            )
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"k must be a positive integer, got {self.k!r}")
         lrs = self.lr.values() if isinstance(self.lr, Mapping) else [self.lr]
@@ -79,17 +82,29 @@ class UpdateRule:
         if self.optimizers is not None:
             optimizers = self.optimizers() if callable(self.optimizers) else self.optimizers
             preconditioner = optimizer_preconditioner(jacobian.game, optimizers)
-        return update_operator(jacobian, self.method, self.lr, beta=self.beta, gamma=self.gamma,
-                               order=self.order, preconditioner=preconditioner)
+        return update_operator(
+            jacobian,
+            self.method,
+            self.lr,
+            beta=self.beta,
+            gamma=self.gamma,
+            order=self.order,
+            preconditioner=preconditioner,
+        )
 
     @property
     def closed_form(self) -> str | None:
         """The :mod:`specdiag.stability` method that maps ``J``'s eigenvalues exactly to
-        ``∂T``'s, or ``None`` (alternating, consensus, per-player or preconditioned steps)."""
+        ``∂T``'s, or ``None`` (alternating, consensus, per-player or preconditioned steps).
+        """
         if self.optimizers is not None or isinstance(self.lr, Mapping):
             return None
-        return {"gd": "gd", "extragradient": "extragradient", "optimistic": "optimistic",
-                "momentum": "momentum"}.get(self.method)
+        return {
+            "gd": "gd",
+            "extragradient": "extragradient",
+            "optimistic": "optimistic",
+            "momentum": "momentum",
+        }.get(self.method)
 
     @property
     def step_size(self) -> float:
@@ -100,12 +115,30 @@ class UpdateRule:
         """The rule as JSON data (optimizers by class name)."""
         optimizers = None
         if self.optimizers is not None:
-            optimizers = "callable" if callable(self.optimizers) else sorted({
-                type(o).__name__ for o in (self.optimizers.values() if isinstance(
-                    self.optimizers, Mapping) else ([self.optimizers] if isinstance(
-                        self.optimizers, torch.optim.Optimizer) else self.optimizers))})
-        return {"method": self.method,
-                "lr": dict(self.lr) if isinstance(self.lr, Mapping) else float(self.lr),
-                "beta": self.beta, "gamma": self.gamma,
-                "order": list(self.order) if self.order is not None else None,
-                "preconditioner": optimizers, "k": self.k}
+            optimizers = (
+                "callable"
+                if callable(self.optimizers)
+                else sorted(
+                    {
+                        type(o).__name__
+                        for o in (
+                            self.optimizers.values()
+                            if isinstance(self.optimizers, Mapping)
+                            else (
+                                [self.optimizers]
+                                if isinstance(self.optimizers, torch.optim.Optimizer)
+                                else self.optimizers
+                            )
+                        )
+                    }
+                )
+            )
+        return {
+            "method": self.method,
+            "lr": dict(self.lr) if isinstance(self.lr, Mapping) else float(self.lr),
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "order": list(self.order) if self.order is not None else None,
+            "preconditioner": optimizers,
+            "k": self.k,
+        }

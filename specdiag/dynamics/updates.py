@@ -358,7 +358,13 @@ class ConsensusUpdate(UpdateOperator):
 
 #: ``method`` names of :func:`update_operator`.
 UPDATE_METHODS = (
-    "gd", "alternating_gd", "extragradient", "optimistic", "momentum", "alternating_momentum", "consensus",
+    "gd",
+    "alternating_gd",
+    "extragradient",
+    "optimistic",
+    "momentum",
+    "alternating_momentum",
+    "consensus",
 )
 
 
@@ -402,7 +408,9 @@ def update_operator(
         if not needed and value is not None:
             raise ValueError(f"method {method!r} takes no {name}")
     if order is not None and not alternating:
-        raise ValueError(f"order is for alternating methods; method {method!r} updates all players at once")
+        raise ValueError(
+            f"order is for alternating methods; method {method!r} updates all players at once"
+        )
     common: dict[str, Any] = {"preconditioner": preconditioner}
     if method in ("gd", "alternating_gd"):
         return GradientDescentUpdate(jacobian, lr, alternating=alternating, order=order, **common)
@@ -448,7 +456,9 @@ def spectral_radius(operator: Any, **eigs_kwargs: Any) -> float:
     return float(result.eigenvalues.abs().max())
 
 
-def _step_sizes(game: Game, lr: float | Mapping[str, float], preconditioner: torch.Tensor | None) -> torch.Tensor:
+def _step_sizes(
+    game: Game, lr: float | Mapping[str, float], preconditioner: torch.Tensor | None
+) -> torch.Tensor:
     r"""The diagonal of :math:`H = \operatorname{diag}(\eta_i) P^{-1}` as a flat vector."""
     if isinstance(lr, Mapping):
         missing = [p for p in game.player_names if p not in lr]

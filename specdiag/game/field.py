@@ -122,8 +122,12 @@ def _warn_if_uncoupled(game: Game, grads: Sequence[torch.Tensor]) -> None:
     if len(game.player_names) < 2:
         return
     for name in game.player_names:
-        roots = [grads[i].grad_fn for i in game.player_tensors(name) if grads[i].grad_fn is not None]
-        others = {id(p) for other in game.player_names if other != name for p in game.parameters(other)}
+        roots = [
+            grads[i].grad_fn for i in game.player_tensors(name) if grads[i].grad_fn is not None
+        ]
+        others = {
+            id(p) for other in game.player_names if other != name for p in game.parameters(other)
+        }
         if roots and not _reaches(roots, others):
             warnings.warn(
                 f"the gradient of player {name!r} does not depend on any other player's "

@@ -66,10 +66,11 @@ class ParameterLayout:
     def split(self, vector: torch.Tensor) -> list[torch.Tensor]:
         """Views of a flat vector of length ``n`` shaped like the tensors."""
         if vector.shape != (self.size,):
-            raise ValueError(f"expected a vector of shape ({self.size},), got {tuple(vector.shape)}")
+            raise ValueError(
+                f"expected a vector of shape ({self.size},), got {tuple(vector.shape)}"
+            )
         return [
-            piece.view(shape)
-            for piece, shape in zip(torch.split(vector, self.numels), self.shapes)
+            piece.view(shape) for piece, shape in zip(torch.split(vector, self.numels), self.shapes)
         ]
 
     def join(self, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:

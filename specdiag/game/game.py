@@ -20,8 +20,8 @@ from torch import nn
 
 from ..errors import GameDefinitionError, LossClosureError, NonFiniteError
 from .flat import ParameterLayout
-from .wrappers import module_wrappers, unwrap_module
 from .state import autograd_on, isolated_rng, preserved_module_state, requires_grad_enabled
+from .wrappers import module_wrappers, unwrap_module
 
 __all__ = ["Game", "RESERVED_NAMES"]
 
@@ -162,9 +162,7 @@ class Game:
             )
         for c in candidates:
             if not isinstance(c, torch.Tensor):
-                raise TypeError(
-                    f"player {name!r}: expected tensors, got {type(c).__name__}"
-                )
+                raise TypeError(f"player {name!r}: expected tensors, got {type(c).__name__}")
         unique = {id(c): c for c in candidates if c.requires_grad}
         params = tuple(unique.values())
         if not params:
@@ -232,7 +230,8 @@ class Game:
     def wrappers(self) -> tuple[nn.Module, ...]:
         """The DDP, DataParallel and ``torch.compile`` wrappers around the players'
         modules (and ``modules``), outermost first; a probe runs the losses closure
-        through their underlying modules (see :func:`specdiag.probe`)."""
+        through their underlying modules (see :func:`specdiag.probe`).
+        """
         return self._wrappers
 
     def _check_player(self, player: str) -> str:
@@ -305,9 +304,7 @@ class Game:
                 )
             loss = loss.reshape(())
             if not torch.isfinite(loss):
-                raise NonFiniteError(
-                    f"the loss of player {name!r} is {loss.item()}", player=name
-                )
+                raise NonFiniteError(f"the loss of player {name!r} is {loss.item()}", player=name)
             checked[name] = loss
         return checked
 
@@ -367,6 +364,10 @@ class Game:
         the losses closure is the same on every evaluation; ``None``: draw what the
         training run would draw next, without consuming it).
         """
-        with autograd_on(self.device), requires_grad_enabled(self.parameters()), \
-                preserved_module_state(self.modules), isolated_rng(self.device, seed):
+        with (
+            autograd_on(self.device),
+            requires_grad_enabled(self.parameters()),
+            preserved_module_state(self.modules),
+            isolated_rng(self.device, seed),
+        ):
             yield

@@ -105,7 +105,9 @@ class PlayerHessian(LinearOperator):
 
     symmetric = True
 
-    def __init__(self, game: Game, player: str, batch: Any = None, *, seed: int | None = None) -> None:
+    def __init__(
+        self, game: Game, player: str, batch: Any = None, *, seed: int | None = None
+    ) -> None:
         game.player_slice(player)  # raises a KeyError naming the players
         self._init_from(GameField(game, batch, seed=seed), player)
 

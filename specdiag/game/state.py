@@ -82,7 +82,9 @@ def isolated_rng(device: torch.device, seed: int | None) -> Iterator[None]:
 @contextlib.contextmanager
 def autograd_on(device: torch.device) -> Iterator[None]:
     """Gradient mode on, inference mode and autocast off, whatever the caller had."""
-    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(
-        device_type=device.type, enabled=False
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        torch.autocast(device_type=device.type, enabled=False),
     ):
         yield

@@ -82,7 +82,9 @@ class SpectrumHandler:
         force = self.event is not None
         if force or self.monitor.due(step):
             batch = engine.state.batch
-            self.monitor.step(step, batch if self.batch_fn is None else self.batch_fn(batch), force=force)
+            self.monitor.step(
+                step, batch if self.batch_fn is None else self.batch_fn(batch), force=force
+            )
 
     def attach(self, engine: Engine) -> SpectrumHandler:
         """Register on ``engine`` for one run: probe on the event; when the run
@@ -96,10 +98,17 @@ class SpectrumHandler:
         decides, as it would without specdiag).
         """
         if self._engine is not None:
-            raise RuntimeError("this SpectrumHandler is already attached to an engine; detach it first")
+            raise RuntimeError(
+                "this SpectrumHandler is already attached to an engine; detach it first"
+            )
         self._engine = engine
         self._registered = [
-            *((event, self) for event in _events(Events.ITERATION_COMPLETED if self.event is None else self.event)),
+            *(
+                (event, self)
+                for event in _events(
+                    Events.ITERATION_COMPLETED if self.event is None else self.event
+                )
+            ),
             (Events.COMPLETED, self._finish),
             (Events.TERMINATE, self._finish),
             (Events.EXCEPTION_RAISED, self._finish_and_reraise),
@@ -128,8 +137,14 @@ class SpectrumHandler:
         self.detach()
 
     def _finish_and_reraise(self, engine: Engine, exception: BaseException) -> None:
-        registered = [handler for handler, *_ in engine._event_handlers.get(Events.EXCEPTION_RAISED, ())]
-        ours = [h.__self__ for h in registered if isinstance(getattr(h, "__self__", None), SpectrumHandler)]
+        registered = [
+            handler for handler, *_ in engine._event_handlers.get(Events.EXCEPTION_RAISED, ())
+        ]
+        ours = [
+            h.__self__
+            for h in registered
+            if isinstance(getattr(h, "__self__", None), SpectrumHandler)
+        ]
         for spectrum_handler in ours:  # the first to run finishes every SpectrumHandler here
             spectrum_handler._finish(engine)
         if len(ours) == len(registered):
@@ -138,6 +153,7 @@ class SpectrumHandler:
 
 def _events(spec: EventSpec) -> list[CallableEventWithFilter]:
     return list(spec) if isinstance(spec, EventsList) else [spec]
+
 
 def attach_spectrum_monitor(
     engine: Engine,

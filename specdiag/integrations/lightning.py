@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..probing.distributed import resolve_group
 from ..game import Game
 from ..monitor import SpectrumMonitor
+from ..probing.distributed import resolve_group
 
 try:
     from lightning.pytorch import Callback, LightningModule, Trainer
@@ -104,13 +104,14 @@ class SpectrumCallback(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close()
         self.monitor = self._game = None
-        if not trainer.is_global_zero and resolve_group(self.monitor_kwargs.get("distributed")) is None:
+        if (
+            not trainer.is_global_zero
+            and resolve_group(self.monitor_kwargs.get("distributed")) is None
+        ):
             return
         game = self.game_fn(pl_module)
         if not isinstance(game, Game):
-            raise TypeError(
-                f"game_fn must return a specdiag.Game, got {type(game).__name__}"
-            )
+            raise TypeError(f"game_fn must return a specdiag.Game, got {type(game).__name__}")
         self._game = game
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -134,7 +135,9 @@ class SpectrumCallback(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close()
 
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
         self._close()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

@@ -52,14 +52,20 @@ def arpack_solve(
     start = time.perf_counter()
     try:
         out = solver(
-            lin, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter,
-            v0=v0.cpu().numpy().astype(np_dtype), return_eigenvectors=return_eigenvectors,
+            lin,
+            k=k,
+            which=which,
+            tol=tol,
+            ncv=ncv,
+            maxiter=maxiter,
+            v0=v0.cpu().numpy().astype(np_dtype),
+            return_eigenvectors=return_eigenvectors,
         )
     except spla.ArpackNoConvergence as exc:
         out = (exc.eigenvalues, exc.eigenvectors) if return_eigenvectors else exc.eigenvalues
     wall = time.perf_counter() - start
     n_matvec = count
-    values, vectors = (out if return_eigenvectors else (out, None))
+    values, vectors = out if return_eigenvectors else (out, None)
     values = np.asarray(values, dtype=np.float64 if symmetric else np.complex128)
     # positive imaginary part first within a pair (the sort below is stable), then by which
     order = np.argsort(-values.imag, kind="stable")
@@ -80,8 +86,14 @@ def arpack_solve(
         resid = np.concatenate([resid, np.full(missing, np.nan)])
         converged = np.concatenate([converged, np.zeros(missing, bool)])
         if vectors is not None:
-            vectors = np.concatenate([vectors, np.full((n, missing), np.nan, vectors.dtype)], axis=1)
+            vectors = np.concatenate(
+                [vectors, np.full((n, missing), np.nan, vectors.dtype)], axis=1
+            )
     return dict(
-        values=values, resid=resid, converged=converged, n_matvec=n_matvec,
-        wall=wall, vectors=vectors,
+        values=values,
+        resid=resid,
+        converged=converged,
+        n_matvec=n_matvec,
+        wall=wall,
+        vectors=vectors,
     )

@@ -44,7 +44,8 @@ SLAB_ELEMENTS = 1 << 24
 
 def basis_bytes(rows: int, n: int, dtype: torch.dtype, world_size: int = 1) -> int:
     """Bytes of a basis of ``rows`` vectors of length ``n`` stored in ``dtype``, per rank
-    when sharded over ``world_size`` ranks."""
+    when sharded over ``world_size`` ranks.
+    """
     length = -(-n // world_size)
     return rows * length * torch.empty((), dtype=dtype).element_size()
 
@@ -84,13 +85,18 @@ class KrylovBasis:
         group: Any = None,
     ) -> None:
         storage_dtype = dtype if storage_dtype is None else storage_dtype
-        if not storage_dtype.is_floating_point or torch.finfo(storage_dtype).bits > torch.finfo(dtype).bits:
+        if (
+            not storage_dtype.is_floating_point
+            or torch.finfo(storage_dtype).bits > torch.finfo(dtype).bits
+        ):
             raise ValueError(
                 f"basis_dtype must be a floating dtype no wider than the operator's {dtype}, got "
                 f"{storage_dtype}: use torch.float16 or torch.bfloat16 to halve a float32 basis"
             )
         self.n, self.dtype, self.device = n, dtype, torch.device(device)
-        self.storage_device = self.device if storage_device is None else torch.device(storage_device)
+        self.storage_device = (
+            self.device if storage_device is None else torch.device(storage_device)
+        )
         self.sharded = group is not None and group is not False
         self.group, self.rank, self.world_size = None, 0, 1
         if self.sharded:
@@ -104,7 +110,9 @@ class KrylovBasis:
         self.converted = storage_dtype != dtype
         self.scale = math.sqrt(n) if self.converted else 1.0
         pin = self.storage_device.type == "cpu" and self.device.type == "cuda"
-        self.V = torch.empty(rows, self.length, dtype=storage_dtype, device=self.storage_device, pin_memory=pin)
+        self.V = torch.empty(
+            rows, self.length, dtype=storage_dtype, device=self.storage_device, pin_memory=pin
+        )
         self.slab = max(1, SLAB_ELEMENTS // rows)
 
     @property
@@ -132,7 +140,8 @@ class KrylovBasis:
 
     def combine(self, coefficients: np.ndarray) -> torch.Tensor:
         r""":math:`V_{:j}^\top C` for ``C`` of shape ``(j, m)``: whole vectors, shape
-        ``(n, m)``, on the operator's device."""
+        ``(n, m)``, on the operator's device.
+        """
         j = coefficients.shape[0]
         C = torch.from_numpy(np.ascontiguousarray(coefficients)).to(self.storage_device, self.dtype)
         if self.converted:
@@ -146,8 +155,11 @@ class KrylovBasis:
         return self._gather(out)[: self.n] if self.sharded else out
 
     def _gather(self, local: torch.Tensor) -> torch.Tensor:
-        out = torch.empty((self.world_size * local.shape[0], *local.shape[1:]), dtype=local.dtype,
-                          device=local.device)
+        out = torch.empty(
+            (self.world_size * local.shape[0], *local.shape[1:]),
+            dtype=local.dtype,
+            device=local.device,
+        )
         dist.all_gather_single(out, local.contiguous(), group=self.group)
         return out
 
@@ -186,7 +198,8 @@ class KrylovBasis:
 
     def rotate(self, first: int, stop: int, Zt: np.ndarray) -> None:
         r"""``V[first:first+p]`` :math:`\leftarrow Z^\top` ``V[first:stop]`` for ``Zt`` of
-        shape ``(p, stop - first)`` (a restart's truncation)."""
+        shape ``(p, stop - first)`` (a restart's truncation).
+        """
         Z = torch.from_numpy(np.ascontiguousarray(Zt)).to(self.storage_device, self.dtype)
         p = Z.shape[0]
         if self.converted:

@@ -18,7 +18,9 @@ from .krylov_schur import Ritz, rank
 __all__ = ["assemble", "dense_ritz"]
 
 
-def assemble(apply: Callable[[torch.Tensor], torch.Tensor], n: int, dtype: torch.dtype, device: torch.device) -> np.ndarray:
+def assemble(
+    apply: Callable[[torch.Tensor], torch.Tensor], n: int, dtype: torch.dtype, device: torch.device
+) -> np.ndarray:
     """The matrix of ``apply`` as a float64 numpy array (``n`` products)."""
     eye = torch.eye(n, dtype=dtype, device=device)
     cols = [apply(eye[i]).to(torch.float64).cpu() for i in range(n)]

@@ -74,7 +74,6 @@ class Ritz:
     floor: float
     unresolved: list[int]  # wanted blocks that ``which`` cannot tell from unwanted ones
 
-
     @property
     def n_wanted(self) -> int:
         return sum(self.blocks[b][1] for b in self.wanted)
@@ -131,8 +130,17 @@ def rank(
     block_converged[unresolved] = False
     empty = np.zeros((0, 0))
     return Ritz(
-        lam, resid, X, empty if T is None else T, empty if Z is None else Z,
-        blocks, order, wanted, block_converged, floor, unresolved,
+        lam,
+        resid,
+        X,
+        empty if T is None else T,
+        empty if Z is None else Z,
+        blocks,
+        order,
+        wanted,
+        block_converged,
+        floor,
+        unresolved,
     )
 
 
@@ -240,7 +248,8 @@ class KrylovSchur:
 
     def _finished(self, ritz: Ritz) -> bool:
         """Converged; with unresolved wanted values only after ``UNRESOLVED_PATIENCE``
-        further restarts, which give hidden eigenvalues a chance to appear."""
+        further restarts, which give hidden eigenvalues a chance to appear.
+        """
         if not ritz.done:
             self._done_since = None
             return False
@@ -256,7 +265,8 @@ class KrylovSchur:
         repeated (CGS2) unless the first pass kept most of the norm (the DGKS test
         ``‖w'‖ > ‖w‖/√2`` that ARPACK uses: then ``w'`` is orthogonal to working
         precision and a second pass would change nothing). Returns the coefficients,
-        the norm after and the norm before."""
+        the norm after and the norm before.
+        """
         basis = self.basis
         norm0 = basis.norm(w)
         h = basis.project(w, count)
@@ -282,9 +292,7 @@ class KrylovSchur:
         w = self.basis.local(w)
         h, beta, norm0 = self._orthogonalize(w, j + 1)
         if not (math.isfinite(beta) and math.isfinite(norm0)):
-            raise NonFiniteError(
-                f"the operator returned NaN or Inf at product {self.n_matvec}"
-            )
+            raise NonFiniteError(f"the operator returned NaN or Inf at product {self.n_matvec}")
         self.B[: j + 1, j] = h.to(torch.float64).cpu().numpy()
         if beta > 64 * self.eps * norm0:
             self.B[j + 1, j] = beta
@@ -369,7 +377,9 @@ class KrylovSchur:
         conv_size = int(mask.sum())
         if ok:
             # After the first reorder, blocks sit as [conv in order] + [rest in order].
-            moved = conv + [bi for bi in range(len(ritz.blocks)) if ritz.blocks[bi][0] >= l and bi not in conv]
+            moved = conv + [
+                bi for bi in range(len(ritz.blocks)) if ritz.blocks[bi][0] >= l and bi not in conv
+            ]
             mask = np.zeros(j - l, bool)
             pos = 0
             keep_set = set(keep)

@@ -133,7 +133,9 @@ class LinearOperator:
         return self if self.symmetric else TransposedOperator(self)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+        return (
+            f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+        )
 
 
 class TransposedOperator(LinearOperator):

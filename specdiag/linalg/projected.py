@@ -30,7 +30,9 @@ class RealSchur:
         return T, Z
 
     @staticmethod
-    def reorder(T: np.ndarray, Z: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    def reorder(
+        T: np.ndarray, Z: np.ndarray, select: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
         """Move the selected diagonal positions to the top (LAPACK ``dtrsen``).
 
         The relative order within the selected and within the other positions is
@@ -99,7 +101,9 @@ class SymmetricEig:
         return np.diag(w), Z
 
     @staticmethod
-    def reorder(T: np.ndarray, Z: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    def reorder(
+        T: np.ndarray, Z: np.ndarray, select: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
         order = np.concatenate([np.flatnonzero(select), np.flatnonzero(~select)])
         return T[np.ix_(order, order)], Z[:, order], True
 

@@ -110,10 +110,21 @@ def eigs(
         issued and ``converged`` says which did; no exception is raised.
     """
     return _solve(
-        op, symmetric=False, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter, v0=v0,
-        return_eigenvectors=return_eigenvectors, generator=generator,
-        max_matvecs=max_matvecs, backend=backend, basis_device=basis_device,
-        basis_dtype=basis_dtype, basis_group=basis_group,
+        op,
+        symmetric=False,
+        k=k,
+        which=which,
+        tol=tol,
+        ncv=ncv,
+        maxiter=maxiter,
+        v0=v0,
+        return_eigenvectors=return_eigenvectors,
+        generator=generator,
+        max_matvecs=max_matvecs,
+        backend=backend,
+        basis_device=basis_device,
+        basis_dtype=basis_dtype,
+        basis_group=basis_group,
     )
 
 
@@ -159,10 +170,21 @@ def eigsh(
     symmetric.
     """
     return _solve(
-        op, symmetric=True, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter, v0=v0,
-        return_eigenvectors=return_eigenvectors, generator=generator,
-        max_matvecs=max_matvecs, backend=backend, basis_device=basis_device,
-        basis_dtype=basis_dtype, basis_group=basis_group,
+        op,
+        symmetric=True,
+        k=k,
+        which=which,
+        tol=tol,
+        ncv=ncv,
+        maxiter=maxiter,
+        v0=v0,
+        return_eigenvectors=return_eigenvectors,
+        generator=generator,
+        max_matvecs=max_matvecs,
+        backend=backend,
+        basis_device=basis_device,
+        basis_dtype=basis_dtype,
+        basis_group=basis_group,
     )
 
 
@@ -207,14 +229,20 @@ def _solve(
         maxiter = DEFAULT_MAXITER
     elif not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
         raise ValueError(f"{name}: maxiter must be a positive integer, got {maxiter!r}")
-    if max_matvecs is not None and (not isinstance(max_matvecs, (int, np.integer)) or max_matvecs < 1):
+    if max_matvecs is not None and (
+        not isinstance(max_matvecs, (int, np.integer)) or max_matvecs < 1
+    ):
         raise ValueError(f"{name}: max_matvecs must be a positive integer, got {max_matvecs!r}")
     budget = int(max_matvecs) if max_matvecs is not None else np.iinfo(np.int64).max
     if backend not in BACKENDS:
         raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
-    custom_basis = basis_device is not None or basis_dtype is not None or basis_group not in (None, False)
+    custom_basis = (
+        basis_device is not None or basis_dtype is not None or basis_group not in (None, False)
+    )
     if custom_basis and backend == "arpack":
-        raise ValueError(f"{name}: basis_device, basis_dtype and basis_group need backend='krylov-schur'")
+        raise ValueError(
+            f"{name}: basis_device, basis_dtype and basis_group need backend='krylov-schur'"
+        )
 
     transposed = bool(
         not symmetric and not return_eigenvectors and getattr(op, "prefer_transpose", False)
@@ -236,8 +264,15 @@ def _solve(
         if n <= min_ncv or k >= n - 1:
             raise ValueError(f"{name}: ARPACK needs k < n - 1 and n > ncv; use the default backend")
         raw = arpack_solve(
-            target, symmetric=symmetric, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter,
-            v0=v0, return_eigenvectors=return_eigenvectors,
+            target,
+            symmetric=symmetric,
+            k=k,
+            which=which,
+            tol=tol,
+            ncv=ncv,
+            maxiter=maxiter,
+            v0=v0,
+            return_eigenvectors=return_eigenvectors,
         )
         vectors = None
         if raw["vectors"] is not None:
@@ -246,27 +281,52 @@ def _solve(
             eigenvalues=torch.from_numpy(raw["values"]),
             residuals=torch.from_numpy(raw["resid"]),
             converged=torch.from_numpy(raw["converged"]),
-            n_matvec=raw["n_matvec"], n_restarts=-1, wall_time=raw["wall"],
-            backend="arpack", eigenvectors=vectors, **settings,
+            n_matvec=raw["n_matvec"],
+            n_restarts=-1,
+            wall_time=raw["wall"],
+            backend="arpack",
+            eigenvectors=vectors,
+            **settings,
         )
         return _warn_unconverged(result, name)
 
     if n <= ncv or k >= n - 1:
         ritz = dense_ritz(
             assemble(target.matvec, n, op.dtype, op.device),
-            symmetric=symmetric, which=which, k=k, tol=tol, eps=eps,
+            symmetric=symmetric,
+            which=which,
+            k=k,
+            tol=tol,
+            eps=eps,
         )
         n_matvec, n_restarts, stop, solver = n, 0, "converged", None
         notes.append(f"solved exactly: n = {n} <= ncv or k >= n - 1 ({n} products, dense LAPACK)")
     else:
         solver = KrylovSchur(
-            target.matvec, n, op.dtype, op.device, k=k, which=which, tol=tol, ncv=ncv,
-            maxiter=maxiter, max_matvecs=budget, v0=v0, generator=generator,
+            target.matvec,
+            n,
+            op.dtype,
+            op.device,
+            k=k,
+            which=which,
+            tol=tol,
+            ncv=ncv,
+            maxiter=maxiter,
+            max_matvecs=budget,
+            v0=v0,
+            generator=generator,
             symmetric=symmetric,
             basis=KrylovBasis(
-                ncv + 1, n, op.dtype, op.device, storage_dtype=basis_dtype,
-                storage_device=basis_device, group=basis_group,
-            ) if custom_basis else None,
+                ncv + 1,
+                n,
+                op.dtype,
+                op.device,
+                storage_dtype=basis_dtype,
+                storage_device=basis_device,
+                group=basis_group,
+            )
+            if custom_basis
+            else None,
         )
         ritz, stop = solver.run()
         n_matvec, n_restarts = solver.n_matvec, solver.n_restarts
@@ -274,7 +334,9 @@ def _solve(
     positions = _wanted_positions(ritz)
     values = ritz.lam[positions]
     if len(values) > k:
-        notes.append(f"returned {len(values)} eigenvalues for k = {k}: the k-th is one of a complex-conjugate pair, kept whole")
+        notes.append(
+            f"returned {len(values)} eigenvalues for k = {k}: the k-th is one of a complex-conjugate pair, kept whole"
+        )
         logger.info("%s: %s", name, notes[-1])
     if ritz.unresolved:
         notes.append(
@@ -293,15 +355,22 @@ def _solve(
         if solver is None:
             vec = ritz.X[:, positions]
             vectors = torch.from_numpy(vec.real if symmetric else vec)
-            vectors = vectors.to(device=op.device, dtype=op.dtype if symmetric else _complex_of(op.dtype))
+            vectors = vectors.to(
+                device=op.device, dtype=op.dtype if symmetric else _complex_of(op.dtype)
+            )
         else:
             vectors = solver.ritz_vectors(ritz, positions)
     result = EigResult(
         eigenvalues=torch.from_numpy(values.real.copy() if symmetric else values.copy()),
         residuals=torch.from_numpy(ritz.resid[positions].astype(np.float64)),
         converged=torch.from_numpy(converged),
-        n_matvec=n_matvec, n_restarts=n_restarts, wall_time=time.perf_counter() - start,
-        backend="krylov-schur", eigenvectors=vectors, notes=tuple(notes), **settings,
+        n_matvec=n_matvec,
+        n_restarts=n_restarts,
+        wall_time=time.perf_counter() - start,
+        backend="krylov-schur",
+        eigenvectors=vectors,
+        notes=tuple(notes),
+        **settings,
     )
     return _warn_unconverged(result, name)
 

@@ -27,14 +27,14 @@ from typing import Any, Callable
 
 import torch
 
-from ..probing.distributed import all_agree, check_share, resolve_group
 from ..dynamics import UpdateRule
 from ..errors import ProbeWarning, TraceError, user_stacklevel
 from ..game import Game
 from ..probing import ProbeRecord, probe
+from ..probing.distributed import all_agree, check_share, resolve_group
 from ..probing.plan import check_settings, plan_operators
-from .schedules import Schedule, as_schedule, schedule_config
 from ..trace import TraceWriter
+from .schedules import Schedule, as_schedule, schedule_config
 
 __all__ = ["SpectrumMonitor"]
 
@@ -213,25 +213,41 @@ class SpectrumMonitor:
         check_share(shard_weight)
         group = resolve_group(distributed)
         self._probe_kwargs = dict(
-            k=int(k), operators=[p.name for p in spectra],
-            which={p.name: p.which for p in spectra}, tol=tol, ncv=ncv, maxiter=maxiter,
-            max_matvecs=max_matvecs, seed=seed, on_error=on_error, backend=backend,
+            k=int(k),
+            operators=[p.name for p in spectra],
+            which={p.name: p.which for p in spectra},
+            tol=tol,
+            ncv=ncv,
+            maxiter=maxiter,
+            max_matvecs=max_matvecs,
+            seed=seed,
+            on_error=on_error,
+            backend=backend,
         )
         config = {
-            "every": schedule_config(self.schedule), "probe_batch": batch_mode,
-            "resume": bool(resume), "swmr": bool(swmr), **self._probe_kwargs,
+            "every": schedule_config(self.schedule),
+            "probe_batch": batch_mode,
+            "resume": bool(resume),
+            "swmr": bool(swmr),
+            **self._probe_kwargs,
             "metadata": _check_metadata(metadata),
             "world_size": 1 if group is None else group.world_size,
-            "basis": {"device": None if basis_device is None else str(basis_device),
-                      "dtype": None if basis_dtype is None else str(basis_dtype),
-                      "sharded": bool(shard_basis and group is not None)},
+            "basis": {
+                "device": None if basis_device is None else str(basis_device),
+                "dtype": None if basis_dtype is None else str(basis_dtype),
+                "sharded": bool(shard_basis and group is not None),
+            },
             "update": None if update is None else update.config(),
             "helmholtz": helmholtz,
         }
         self._probe_kwargs.update(
-            distributed=False if group is None else group.group or True, shard_weight=shard_weight,
-            basis_device=basis_device, basis_dtype=basis_dtype, shard_basis=shard_basis,
-            update=update, helmholtz=helmholtz,
+            distributed=False if group is None else group.group or True,
+            shard_weight=shard_weight,
+            basis_device=basis_device,
+            basis_dtype=basis_dtype,
+            shard_basis=shard_basis,
+            update=update,
+            helmholtz=helmholtz,
         )
         self._writer: TraceWriter | None = None
         self._closed = False
@@ -241,15 +257,23 @@ class SpectrumMonitor:
                 self._writer = TraceWriter(
                     self.path,
                     operators={p.name: {"kind": p.kind, "which": p.which, "n": p.n} for p in plans},
-                    players=game.sizes, width=int(k) + 1, config=config, resume=resume, swmr=swmr,
-                    locking=locking, versions={"torch": torch.__version__}, resume_step=resume_step,
+                    players=game.sizes,
+                    width=int(k) + 1,
+                    config=config,
+                    resume=resume,
+                    swmr=swmr,
+                    locking=locking,
+                    versions={"torch": torch.__version__},
+                    resume_step=resume_step,
                 )
             except Exception as exc:  # re-raised below, once every rank knows
                 error = exc
         if group is not None and not all_agree(group, error is None, game.device):
             self._closed = True
             if error is None:
-                raise TraceError(f"rank 0 could not open the trace {self.path!r}; its error says why")
+                raise TraceError(
+                    f"rank 0 could not open the trace {self.path!r}; its error says why"
+                )
         if error is not None:
             raise error
 
@@ -285,7 +309,9 @@ class SpectrumMonitor:
         records: list[ProbeRecord] = []
         try:
             for index, probe_batch in enumerate(self._batches(step, batch)):
-                record = probe(self.game, probe_batch, step=step, batch_index=index, **self._probe_kwargs)
+                record = probe(
+                    self.game, probe_batch, step=step, batch_index=index, **self._probe_kwargs
+                )
                 self._write(record)
                 records.append(record)
                 self.last = record
@@ -298,7 +324,9 @@ class SpectrumMonitor:
                 suffix = f"/batch{record.batch_index}" if several else ""
                 for name, op in record.items():
                     for scalar, value in op.scalars.items():
-                        self._summary_writer.add_scalar(f"specdiag/{name}/{scalar}{suffix}", value, step)
+                        self._summary_writer.add_scalar(
+                            f"specdiag/{name}/{scalar}{suffix}", value, step
+                        )
         return records
 
     def _write(self, record: ProbeRecord) -> None:
@@ -312,7 +340,8 @@ class SpectrumMonitor:
             if self._on_error == "warn":
                 warnings.warn(
                     f"specdiag: the probe at step {record.step} was not recorded: {error}",
-                    ProbeWarning, stacklevel=user_stacklevel(),
+                    ProbeWarning,
+                    stacklevel=user_stacklevel(),
                 )
 
     def close(self) -> None:
@@ -362,7 +391,9 @@ def _batch_source(
         return (lambda step, current: [current]), "current"
     if callable(probe_batch):
         source = probe_batch
-        return (lambda step, current: [source(step)]), f"callable {getattr(source, '__name__', repr(source))}"
+        return (
+            lambda step, current: [source(step)]
+        ), f"callable {getattr(source, '__name__', repr(source))}"
     return (lambda step, current: [probe_batch]), "fixed"
 
 
@@ -375,5 +406,6 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(dict(metadata), allow_nan=True))
     except (TypeError, ValueError) as error:
-        raise TypeError(f"metadata must hold JSON values (str, numbers, bools, None, "
-                        f"lists, dicts): {error}") from None
+        raise TypeError(
+            f"metadata must hold JSON values (str, numbers, bools, None, lists, dicts): {error}"
+        ) from None

@@ -147,8 +147,10 @@ class LogSpaced:
     def config(self) -> dict[str, Any]:
         """A JSON-ready description (stored in the trace's configuration)."""
         return {
-            "schedule": "log_spaced", "per_decade": self.per_decade,
-            "start": self.start, "until": self.until,
+            "schedule": "log_spaced",
+            "per_decade": self.per_decade,
+            "start": self.start,
+            "until": self.until,
         }
 
     def __repr__(self) -> str:

@@ -95,10 +95,10 @@ _SCALAR_LABELS = {
 class _Cloud:
     """The finite eigenvalues of some probes of one operator, one entry per eigenvalue."""
 
-    steps: np.ndarray       # int64 (M,): training step of the probe
-    values: np.ndarray      # complex128 (M,)
-    converged: np.ndarray   # bool (M,)
-    note: str               # how the probes were decimated, or ""
+    steps: np.ndarray  # int64 (M,): training step of the probe
+    values: np.ndarray  # complex128 (M,)
+    converged: np.ndarray  # bool (M,)
+    note: str  # how the probes were decimated, or ""
 
 
 @contextmanager
@@ -117,11 +117,14 @@ def _opened(trace: TraceLike, swmr: bool = False) -> Iterator[Trace]:
 def _check_plottable(tr: Trace, operator: Optional[str] = None) -> None:
     """TraceError for a trace without probes, ValueError for an unknown operator."""
     if len(tr) == 0:
-        raise TraceError(f"{tr.path} has no probes yet; plot it once the monitor has "
-                         f"written its first probe")
+        raise TraceError(
+            f"{tr.path} has no probes yet; plot it once the monitor has written its first probe"
+        )
     if operator is not None and operator not in tr.operators:
-        raise ValueError(f"{tr.path} has no operator {operator!r}; pass one of its "
-                         f"operators: {', '.join(tr.operators)}")
+        raise ValueError(
+            f"{tr.path} has no operator {operator!r}; pass one of its "
+            f"operators: {', '.join(tr.operators)}"
+        )
 
 
 def _kind(tr: Trace, operator: str) -> str:
@@ -138,9 +141,11 @@ def _of_kind(tr: Trace, kind: str) -> list[str]:
 
 def _require_complex(tr: Trace, operator: str, what: str) -> None:
     if _is_hessian(tr, operator):
-        raise ValueError(f"{what} draws complex eigenvalues, and operator {operator!r} is a "
-                         f"Hessian (real eigenvalues): use spectrum_figure, which draws them "
-                         f"against the training step")
+        raise ValueError(
+            f"{what} draws complex eigenvalues, and operator {operator!r} is a "
+            f"Hessian (real eigenvalues): use spectrum_figure, which draws them "
+            f"against the training step"
+        )
 
 
 def _ordinal(n: int) -> str:
@@ -167,9 +172,9 @@ def _decimate(n: int, limit: int, what: str = "probe") -> tuple[np.ndarray, str]
 
 def _cloud(tr: Trace, operator: str, max_probes: Optional[int] = None) -> _Cloud:
     """The finite eigenvalues of ``operator``, of every probe or of ``max_probes``
-    probes evenly spread."""
-    rows, note = (np.arange(len(tr)), "") if max_probes is None else \
-        _decimate(len(tr), max_probes)
+    probes evenly spread.
+    """
+    rows, note = (np.arange(len(tr)), "") if max_probes is None else _decimate(len(tr), max_probes)
     eig = tr.eigenvalues(operator)[rows]
     finite = np.isfinite(eig)
     steps = np.broadcast_to(tr.steps(operator)[rows, None], eig.shape)
@@ -178,7 +183,8 @@ def _cloud(tr: Trace, operator: str, max_probes: Optional[int] = None) -> _Cloud
 
 def _by_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct steps and a NaN-padded table ``(n_steps, most rows at one step)`` of
-    the values of each step's rows (one row per probe batch)."""
+    the values of each step's rows (one row per probe batch).
+    """
     order = np.argsort(steps, kind="stable")
     uniq, first, counts = np.unique(steps[order], return_index=True, return_counts=True)
     group = np.repeat(np.arange(uniq.size), counts)
@@ -200,7 +206,8 @@ def _has_batches(tr: Trace, operator: str) -> bool:
 
 def _stored_lr(tr: Trace) -> Optional[float]:
     """The learning rate the monitor stored with the run: its update rule's
-    (``config["update"]["lr"]``, when one number) or ``config["metadata"]["lr"]``."""
+    (``config["update"]["lr"]``, when one number) or ``config["metadata"]["lr"]``.
+    """
     metadata = (tr.meta.get("config") or {}).get("metadata") or {}
     lr = _update_rule(tr).get("lr")
     if not isinstance(lr, (int, float)):
@@ -243,19 +250,41 @@ def _new_figure(width: float, height: float, dpi: float = _DPI) -> Figure:
     return fig
 
 
-def _scatter(ax: Axes, x: np.ndarray, y: np.ndarray, colors: np.ndarray,
-             converged: np.ndarray, size: float = 14.0) -> None:
+def _scatter(
+    ax: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    colors: np.ndarray,
+    converged: np.ndarray,
+    size: float = 14.0,
+) -> None:
     """Converged eigenvalues as filled markers, unconverged ones hollow (edge only).
 
     ``colors`` is one RGBA row per point. Both collections are rasterized, so vector
     formats stay small however many points there are.
     """
-    ax.scatter(x[converged], y[converged], c=colors[converged], s=size, linewidths=0,
-               rasterized=True, gid="eigenvalues", label="converged")
+    ax.scatter(
+        x[converged],
+        y[converged],
+        c=colors[converged],
+        s=size,
+        linewidths=0,
+        rasterized=True,
+        gid="eigenvalues",
+        label="converged",
+    )
     if not converged.all():
-        ax.scatter(x[~converged], y[~converged], facecolors="none",
-                   edgecolors=colors[~converged], s=size, linewidths=0.8, rasterized=True,
-                   gid="eigenvalues-unconverged", label="unconverged (hollow)")
+        ax.scatter(
+            x[~converged],
+            y[~converged],
+            facecolors="none",
+            edgecolors=colors[~converged],
+            s=size,
+            linewidths=0.8,
+            rasterized=True,
+            gid="eigenvalues-unconverged",
+            label="unconverged (hollow)",
+        )
 
 
 def _padded_range(x: np.ndarray) -> tuple[float, float]:
@@ -272,7 +301,8 @@ def _set_plane_limits(ax: Axes, values: np.ndarray) -> None:
 
 def _draw_cloud(ax: Axes, cloud: _Cloud, norm: Normalize, hessian: bool) -> None:
     """The eigenvalues coloured by step: in the complex plane (Re λ, Im λ) with the line
-    Re λ = 0, or for a Hessian against the training step with the line λ = 0."""
+    Re λ = 0, or for a Hessian against the training step with the line λ = 0.
+    """
     colors = _CMAP(norm(cloud.steps))
     if hessian:
         _scatter(ax, cloud.steps.astype(float), cloud.values.real, colors, cloud.converged)
@@ -285,8 +315,16 @@ def _draw_cloud(ax: Axes, cloud: _Cloud, norm: Normalize, hessian: bool) -> None
         ax.set_xlabel("Re λ")
         ax.set_ylabel("Im λ")
     if cloud.note:
-        ax.text(0.99, 0.01, cloud.note, transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, color="0.35")
+        ax.text(
+            0.99,
+            0.01,
+            cloud.note,
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="0.35",
+        )
 
 
 def _step_norm(*clouds: _Cloud) -> Normalize:
@@ -298,8 +336,9 @@ def _step_colorbar(fig: Figure, norm: Normalize, ax: Union[Axes, Sequence[Axes]]
     fig.colorbar(ScalarMappable(norm, _CMAP), ax=ax, label="training step")
 
 
-def _stability_region(ax: Axes, spectral_radius: Callable[[np.ndarray], np.ndarray],
-                      label: str, resolution: int = 400) -> None:
+def _stability_region(
+    ax: Axes, spectral_radius: Callable[[np.ndarray], np.ndarray], label: str, resolution: int = 400
+) -> None:
     """Shade and outline :math:`\\{\\lambda : \\rho(\\lambda) < 1\\}` within the axes' limits.
 
     ``spectral_radius`` maps eigenvalues :math:`\\lambda` of :math:`J` (a complex array) to
@@ -311,16 +350,22 @@ def _stability_region(ax: Axes, spectral_radius: Callable[[np.ndarray], np.ndarr
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     re, im = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     rho = spectral_radius(re + 1j * im)
-    if rho.min() >= 1.0:   # the region lies outside the view
+    if rho.min() >= 1.0:  # the region lies outside the view
         return
-    ax.contourf(re, im, rho, levels=[0.0, 1.0], colors=[_REGION_COLOR], alpha=0.1,
-                zorder=0)
+    ax.contourf(re, im, rho, levels=[0.0, 1.0], colors=[_REGION_COLOR], alpha=0.1, zorder=0)
     if rho.max() > 1.0:
-        ax.contour(re, im, rho, levels=[1.0], colors=[_REGION_COLOR], linewidths=1.0,
-                   zorder=0.6).set_gid("stability-region")
-    ax.add_artist(ax.legend(handles=[Patch(facecolor=_REGION_COLOR, alpha=0.25,
-                                           edgecolor=_REGION_COLOR, label=label)],
-                            loc="upper left", fontsize=8))
+        ax.contour(
+            re, im, rho, levels=[1.0], colors=[_REGION_COLOR], linewidths=1.0, zorder=0.6
+        ).set_gid("stability-region")
+    ax.add_artist(
+        ax.legend(
+            handles=[
+                Patch(facecolor=_REGION_COLOR, alpha=0.25, edgecolor=_REGION_COLOR, label=label)
+            ],
+            loc="upper left",
+            fontsize=8,
+        )
+    )
 
 
 def _update_rule(tr: Trace) -> dict:
@@ -331,9 +376,13 @@ def _update_rule(tr: Trace) -> dict:
 
 def _region_method(rule: dict) -> tuple[str, float]:
     """The closed-form method (and momentum) whose region to draw: the run's own when it
-    maps eigenvalues exactly (one step size, no preconditioner), else plain GD."""
-    closed = (rule.get("method") in METHODS and rule.get("preconditioner") is None
-              and isinstance(rule.get("lr"), (int, float)))
+    maps eigenvalues exactly (one step size, no preconditioner), else plain GD.
+    """
+    closed = (
+        rule.get("method") in METHODS
+        and rule.get("preconditioner") is None
+        and isinstance(rule.get("lr"), (int, float))
+    )
     if not closed:
         return "gd", 0.0
     return rule["method"], float(rule.get("beta") or 0.0)
@@ -343,18 +392,30 @@ def _update_region(ax: Axes, lr: float, method: str, beta: float) -> None:
     """The stability region of ``method`` at step size ``lr``: the eigenvalues λ of J with
     every update eigenvalue inside the unit disc (:func:`specdiag.stability.update_radius`);
     for gradient descent the disc :math:`|1 - \\eta\\lambda| < 1` of centre and radius
-    :math:`1/\\eta`."""
-    label = ("GD stable: |1 − ηλ| < 1" if method == "gd" else f"{method} stable") \
-        + f", η = {lr:g}" + (f", β = {beta:g}" if method == "momentum" else "")
+    :math:`1/\\eta`.
+    """
+    label = (
+        ("GD stable: |1 − ηλ| < 1" if method == "gd" else f"{method} stable")
+        + f", η = {lr:g}"
+        + (f", β = {beta:g}" if method == "momentum" else "")
+    )
     _stability_region(ax, lambda lam: update_radius(lam, method, lr, beta=beta), label)
 
 
 def _mark_failed(ax: Axes, steps: np.ndarray) -> None:
     """Probes whose solve failed (status ≠ ok), as crosses along the bottom edge."""
     if steps.size:
-        ax.plot(steps, np.full(steps.size, 0.02), ls="", marker="x", ms=5,
-                color=_FAILED_COLOR, transform=ax.get_xaxis_transform(), clip_on=False,
-                label="failed probe (status ≠ ok)")
+        ax.plot(
+            steps,
+            np.full(steps.size, 0.02),
+            ls="",
+            marker="x",
+            ms=5,
+            color=_FAILED_COLOR,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label="failed probe (status ≠ ok)",
+        )
 
 
 def _scalar_axis(ax: Axes, name: str) -> None:
@@ -365,8 +426,9 @@ def _scalar_axis(ax: Axes, name: str) -> None:
     compared on one panel); min Re λ gets the line 0, and a symmetric log scale when
     its values span more than two decades.
     """
-    data = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
-                          or [np.empty(0)])
+    data = np.concatenate(
+        [np.asarray(line.get_ydata(), float) for line in ax.get_lines()] or [np.empty(0)]
+    )
     data = data[np.isfinite(data)]
     positive = data[data > 0]
     spans = positive.size > 0 and positive.max() > 100 * positive.min()
@@ -382,15 +444,19 @@ def _scalar_axis(ax: Axes, name: str) -> None:
 
 
 def _failed_steps(tr: Trace, operators: Sequence[str]) -> np.ndarray:
-    return np.unique(np.concatenate([tr.steps(op)[tr.status(op) != "ok"]
-                                     for op in operators]))
+    return np.unique(np.concatenate([tr.steps(op)[tr.status(op) != "ok"] for op in operators]))
 
 
 # --------------------------------------------------------------------------- figures
 
 
-def spectrum_figure(trace: TraceLike, operator: str = "jacobian", *,
-                    lr: Optional[float] = None, max_probes: int = MAX_PROBES) -> Figure:
+def spectrum_figure(
+    trace: TraceLike,
+    operator: str = "jacobian",
+    *,
+    lr: Optional[float] = None,
+    max_probes: int = MAX_PROBES,
+) -> Figure:
     """The eigenvalues of every probe in the complex plane, coloured by training step.
 
     Axes :math:`\\operatorname{Re}\\lambda` and :math:`\\operatorname{Im}\\lambda`, the line
@@ -438,12 +504,19 @@ def spectrum_figure(trace: TraceLike, operator: str = "jacobian", *,
 def _density(ax: Axes, x: np.ndarray, y: np.ndarray, x_bins: int) -> QuadMesh:
     """A 2-D histogram of the points with a log colour scale (empty bins blank)."""
     counts, x_edges, y_edges = np.histogram2d(x, y, bins=(x_bins, 120))
-    return ax.pcolormesh(x_edges, y_edges, np.ma.masked_equal(counts.T, 0), norm=LogNorm(),
-                         cmap="magma_r", rasterized=True)
+    return ax.pcolormesh(
+        x_edges,
+        y_edges,
+        np.ma.masked_equal(counts.T, 0),
+        norm=LogNorm(),
+        cmap="magma_r",
+        rasterized=True,
+    )
 
 
-def evolution_figure(trace: TraceLike, operator: str = "jacobian", *,
-                     max_probes: int = MAX_PROBES) -> Figure:
+def evolution_figure(
+    trace: TraceLike, operator: str = "jacobian", *, max_probes: int = MAX_PROBES
+) -> Figure:
     """Re λ and Im λ against the training step: how the eigenvalue cloud moves.
 
     Two panels with a shared step axis. Up to ``max_probes`` probes every eigenvalue is a
@@ -466,8 +539,10 @@ def evolution_figure(trace: TraceLike, operator: str = "jacobian", *,
         colors = np.tile(np.array(colormaps["tab10"](0)), (cloud.steps.size, 1))
         steps = cloud.steps.astype(float)
         x_bins = min(np.unique(cloud.steps).size, 200)
-        for ax, part, label in ((axes[0], cloud.values.real, "Re λ"),
-                                (axes[1], cloud.values.imag, "Im λ")):
+        for ax, part, label in (
+            (axes[0], cloud.values.real, "Re λ"),
+            (axes[1], cloud.values.imag, "Im λ"),
+        ):
             if dense and steps.size:
                 mesh = _density(ax, steps, part, x_bins)
             else:
@@ -477,12 +552,15 @@ def evolution_figure(trace: TraceLike, operator: str = "jacobian", *,
         axes[1].set_xlabel("training step")
         if dense and steps.size:
             fig.colorbar(mesh, ax=list(axes), label="eigenvalues per bin")
-            axes[0].set_title(f"density of all {steps.size:,} eigenvalues of {len(tr):,} "
-                              f"probes (log colour)", fontsize=8)
+            axes[0].set_title(
+                f"density of all {steps.size:,} eigenvalues of {len(tr):,} probes (log colour)",
+                fontsize=8,
+            )
         else:
             axes[0].legend(loc="lower left", fontsize=8)
-        fig.suptitle(f"{_name(tr)}: eigenvalues of {operator} over training\n"
-                     f"{CONVENTION_NOTE}", fontsize=10)
+        fig.suptitle(
+            f"{_name(tr)}: eigenvalues of {operator} over training\n{CONVENTION_NOTE}", fontsize=10
+        )
     return fig
 
 
@@ -496,13 +574,12 @@ def _scalar_panels(tr: Trace) -> list[tuple[str, list[tuple[str, str]]]]:
     hessian: list[tuple[str, str]] = []
     for op in tr.operators:
         if _kind(tr, op) in _DYNAMICS_KINDS:
-            continue            # drawn by dynamics_figure
+            continue  # drawn by dynamics_figure
         names = list(tr.scalars(op))
         if _is_hessian(tr, op):
             hessian += [(op, name) for name in names]
         else:
-            panels += [(f"{op}: {_SCALAR_LABELS.get(name, name)}", [(op, name)])
-                       for name in names]
+            panels += [(f"{op}: {_SCALAR_LABELS.get(name, name)}", [(op, name)]) for name in names]
     if hessian:
         panels.append(("Hessians: λ max, λ min", hessian))
     return panels
@@ -526,7 +603,7 @@ def scalars_figure(trace: TraceLike) -> Figure:
         nrows = -(-len(panels) // ncols)
         fig = _new_figure(5.5 * ncols, 2.4 * nrows + 0.6)
         axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
-        for ax in axes[len(panels):]:
+        for ax in axes[len(panels) :]:
             ax.remove()
         batches = any(_has_batches(tr, op) for op in tr.operators)
         for i, (ax, (title, items)) in enumerate(zip(axes, panels)):
@@ -535,8 +612,15 @@ def scalars_figure(trace: TraceLike) -> Figure:
                 color = f"C{tr.operators.index(op) % 10}"
                 ls = "--" if name == "min" else "-"
                 label = f"{op} {_SCALAR_LABELS.get(name, name)}" if len(items) > 1 else None
-                ax.plot(steps, _rowwise(np.nanmedian, table), color=color, ls=ls, lw=1.2,
-                        marker="." if steps.size < 50 else None, label=label)
+                ax.plot(
+                    steps,
+                    _rowwise(np.nanmedian, table),
+                    color=color,
+                    ls=ls,
+                    lw=1.2,
+                    marker="." if steps.size < 50 else None,
+                    label=label,
+                )
             _scalar_axis(ax, items[0][1])
             _mark_failed(ax, _failed_steps(tr, sorted({op for op, _ in items})))
             ax.set_ylabel(title, fontsize=9)
@@ -578,8 +662,10 @@ def dynamics_figure(trace: TraceLike) -> Figure:
         _check_plottable(tr)
         updates, helmholtz = _of_kind(tr, "update"), _of_kind(tr, "helmholtz")
         if not updates and not helmholtz:
-            raise ValueError(f"{tr.path} has no update or helmholtz operator; probe with "
-                             "update=UpdateRule(...) or helmholtz=N to record them")
+            raise ValueError(
+                f"{tr.path} has no update or helmholtz operator; probe with "
+                "update=UpdateRule(...) or helmholtz=N to record them"
+            )
         n = 2 * len(updates) + len(helmholtz)
         fig = _new_figure(4.6 * n, 3.6)
         axes = list(fig.subplots(1, n, sharex=True, squeeze=False)[0])
@@ -590,45 +676,65 @@ def dynamics_figure(trace: TraceLike) -> Figure:
             steps, table = _by_step(tr.steps(op), sc["spectral_radius"])
             ax.plot(steps, _rowwise(np.nanmedian, table), color="C0", lw=1.2, marker=".")
             ax.axhline(1.0, color="0.3", lw=0.8)
-            _scalar_axis(ax, "spectral_radius")   # log scale when it spans decades
+            _scalar_axis(ax, "spectral_radius")  # log scale when it spans decades
             _mark_failed(ax, _failed_steps(tr, [op]))
             ax.set_title(f"ρ(∂T), {rule.get('method', op)}", fontsize=10)
             ax.set_xlabel("training step")
             ax = axes.pop(0)
-            for name, style, label in (("max_stable_lr", "-", "largest stable η"),
-                                       ("lr", "--", "η used")):
+            for name, style, label in (
+                ("max_stable_lr", "-", "largest stable η"),
+                ("lr", "--", "η used"),
+            ):
                 steps, table = _by_step(tr.steps(op), sc[name])
-                ax.plot(steps, _rowwise(np.nanmedian, table), ls=style, lw=1.2,
-                        marker="." if name == "max_stable_lr" else None, label=label)
+                ax.plot(
+                    steps,
+                    _rowwise(np.nanmedian, table),
+                    ls=style,
+                    lw=1.2,
+                    marker="." if name == "max_stable_lr" else None,
+                    label=label,
+                )
             positive = np.concatenate([sc["max_stable_lr"], sc["lr"]])
             if (positive[np.isfinite(positive)] > 0).any():
                 ax.set_yscale("log")
             none = tr.steps(op)[sc["max_stable_lr"] == 0]
-            if none.size:   # no step size is stable: drawn along the bottom edge
-                ax.plot(np.unique(none), np.full(np.unique(none).size, 0.04), ls="",
-                        marker="v", color=_FAILED_COLOR, transform=ax.get_xaxis_transform(),
-                        clip_on=False, label="no stable η")
+            if none.size:  # no step size is stable: drawn along the bottom edge
+                ax.plot(
+                    np.unique(none),
+                    np.full(np.unique(none).size, 0.04),
+                    ls="",
+                    marker="v",
+                    color=_FAILED_COLOR,
+                    transform=ax.get_xaxis_transform(),
+                    clip_on=False,
+                    label="no stable η",
+                )
             ax.set_title("step size", fontsize=10)
             ax.set_xlabel("training step")
             ax.legend(fontsize=8)
         for op in helmholtz:
             sc = tr.scalars(op)
             ax = axes.pop(0)
-            for name, label in (("rotation_fraction", "rotation ‖A‖²/‖J‖²"),
-                                ("zero_sum_defect", "zero-sum defect")):
+            for name, label in (
+                ("rotation_fraction", "rotation ‖A‖²/‖J‖²"),
+                ("zero_sum_defect", "zero-sum defect"),
+            ):
                 steps, value = _by_step(tr.steps(op), sc[name])
                 _, se = _by_step(tr.steps(op), sc[f"{name}_se"])
                 mid, err = _rowwise(np.nanmedian, value), _rowwise(np.nanmedian, se)
                 if np.isfinite(mid).any():
-                    line, = ax.plot(steps, mid, lw=1.2, marker=".", label=label)
-                    ax.fill_between(steps, mid - err, mid + err, color=line.get_color(),
-                                    alpha=0.2, lw=0)
+                    (line,) = ax.plot(steps, mid, lw=1.2, marker=".", label=label)
+                    ax.fill_between(
+                        steps, mid - err, mid + err, color=line.get_color(), alpha=0.2, lw=0
+                    )
             ax.set_ylim(-0.02, 1.02)
             ax.set_title("Helmholtz split of J", fontsize=10)
             ax.set_xlabel("training step")
             ax.legend(fontsize=8)
-        fig.suptitle(f"{_name(tr)}: the optimiser's update and the game's rotation "
-                     f"({CONVENTION_NOTE})", fontsize=10)
+        fig.suptitle(
+            f"{_name(tr)}: the optimiser's update and the game's rotation ({CONVENTION_NOTE})",
+            fontsize=10,
+        )
     return fig
 
 
@@ -647,29 +753,51 @@ def batch_spread_figure(trace: TraceLike, operator: str = "jacobian") -> Figure:
     with _opened(trace) as tr:
         _check_plottable(tr, operator)
         if not _has_batches(tr, operator):
-            raise ValueError(f"{tr.path} has one probe batch per step; the batch-spread "
-                             f"figure needs a monitor that probes several batches")
+            raise ValueError(
+                f"{tr.path} has one probe batch per step; the batch-spread "
+                f"figure needs a monitor that probes several batches"
+            )
         scalars = tr.scalars(operator)
         fig = _new_figure(8.0, 1.9 * len(scalars) + 0.8)
         axes = fig.subplots(len(scalars), 1, sharex=True, squeeze=False)[:, 0]
         for ax, (name, values) in zip(axes, scalars.items()):
             steps, table = _by_step(tr.steps(operator), values)
-            ax.fill_between(steps, _rowwise(np.nanmin, table), _rowwise(np.nanmax, table),
-                            color="C0", alpha=0.25, lw=0, label="min–max over batches")
-            ax.plot(steps, _rowwise(np.nanmedian, table), color="C0", lw=1.2,
-                    label="median over batches")
+            ax.fill_between(
+                steps,
+                _rowwise(np.nanmin, table),
+                _rowwise(np.nanmax, table),
+                color="C0",
+                alpha=0.25,
+                lw=0,
+                label="min–max over batches",
+            )
+            ax.plot(
+                steps,
+                _rowwise(np.nanmedian, table),
+                color="C0",
+                lw=1.2,
+                label="median over batches",
+            )
             ax.set_ylabel(_SCALAR_LABELS.get(name, name), fontsize=9)
         axes[0].legend(fontsize=7, loc="best")
         axes[-1].set_xlabel("training step")
         n_batches = int(tr.batch_index(operator).max()) + 1
-        fig.suptitle(f"{_name(tr)}: spread of {operator}'s scalars over up to {n_batches} "
-                     f"probe batches per step\n{CONVENTION_NOTE}", fontsize=10)
+        fig.suptitle(
+            f"{_name(tr)}: spread of {operator}'s scalars over up to {n_batches} "
+            f"probe batches per step\n{CONVENTION_NOTE}",
+            fontsize=10,
+        )
     return fig
 
 
-def animate_spectrum(trace: TraceLike, path: Union[str, "os.PathLike[str]"],
-                     operator: str = "jacobian", *, max_frames: int = MAX_FRAMES,
-                     fps: float = FPS) -> Path:
+def animate_spectrum(
+    trace: TraceLike,
+    path: Union[str, "os.PathLike[str]"],
+    operator: str = "jacobian",
+    *,
+    max_frames: int = MAX_FRAMES,
+    fps: float = FPS,
+) -> Path:
     """An animated GIF of the eigenvalue cloud over training.
 
     One frame per probe step (every probe batch of the step), or per step of an even
@@ -711,19 +839,31 @@ def animate_spectrum(trace: TraceLike, path: Union[str, "os.PathLike[str]"],
     fig.suptitle(title, fontsize=10)
     _set_plane_limits(ax, values)
     if note:
-        ax.text(0.99, 0.01, note, transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, color="0.35")
+        ax.text(
+            0.99,
+            0.01,
+            note,
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="0.35",
+        )
     # the moving artists are drawn onto a copy of the static background (blitting)
-    past = ax.scatter(np.empty(0), np.empty(0), s=8, color="0.65", alpha=0.5, linewidths=0,
-                      animated=True)
+    past = ax.scatter(
+        np.empty(0), np.empty(0), s=8, color="0.65", alpha=0.5, linewidths=0, animated=True
+    )
     now = ax.scatter(np.empty(0), np.empty(0), s=28, linewidths=1.0, animated=True)
-    label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", fontsize=10,
-                    animated=True)
-    ax.legend(handles=[Line2D([], [], ls="", marker="o", color="C3", label="this probe"),
-                       Line2D([], [], ls="", marker="o", mfc="none", color="C3",
-                              label="unconverged"),
-                       Line2D([], [], ls="", marker="o", color="0.65", label="earlier")],
-              loc="lower left", fontsize=7)
+    label = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", fontsize=10, animated=True)
+    ax.legend(
+        handles=[
+            Line2D([], [], ls="", marker="o", color="C3", label="this probe"),
+            Line2D([], [], ls="", marker="o", mfc="none", color="C3", label="unconverged"),
+            Line2D([], [], ls="", marker="o", color="0.65", label="earlier"),
+        ],
+        loc="lower left",
+        fontsize=7,
+    )
     canvas = fig.canvas
     canvas.draw()
     background = canvas.copy_from_bbox(fig.bbox)
@@ -739,18 +879,27 @@ def animate_spectrum(trace: TraceLike, path: Union[str, "os.PathLike[str]"],
         canvas.restore_region(background)
         for artist in (past, now, label):
             ax.draw_artist(artist)
-        frames.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
-                      .quantize(colors=64, method=Image.Quantize.FASTOCTREE))
+        frames.append(
+            Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).quantize(
+                colors=64, method=Image.Quantize.FASTOCTREE
+            )
+        )
     durations = [int(1000 / fps)] * len(frames)
-    durations[-1] *= 4   # linger on the last probe before looping
+    durations[-1] *= 4  # linger on the last probe before looping
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:],
-                   duration=durations, loop=0)
+    frames[0].save(
+        path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
+    )
     return path
 
 
-def compare_figure(traces: Sequence[TraceLike], labels: Optional[Sequence[str]] = None,
-                   operator: str = "jacobian", *, max_probes: int = MAX_PROBES) -> Figure:
+def compare_figure(
+    traces: Sequence[TraceLike],
+    labels: Optional[Sequence[str]] = None,
+    operator: str = "jacobian",
+    *,
+    max_probes: int = MAX_PROBES,
+) -> Figure:
     """Several runs side by side: their spectra, then their scalars overlaid.
 
     Top row: one complex-plane panel per run (Hessian: λ against the step) and one
@@ -772,23 +921,27 @@ def compare_figure(traces: Sequence[TraceLike], labels: Optional[Sequence[str]] 
     if not traces:
         raise ValueError("compare needs at least one trace")
     if labels is not None and len(labels) != len(traces):
-        raise ValueError(f"labels needs one label per trace: {len(traces)} traces, "
-                         f"{len(labels)} labels")
+        raise ValueError(
+            f"labels needs one label per trace: {len(traces)} traces, {len(labels)} labels"
+        )
     with ExitStack() as stack:
         opened = [stack.enter_context(_opened(tr)) for tr in traces]
         return _compare(opened, labels, operator, max_probes)
 
 
-def _compare(opened: list[Trace], labels: Optional[Sequence[str]], operator: str,
-             max_probes: int) -> Figure:
+def _compare(
+    opened: list[Trace], labels: Optional[Sequence[str]], operator: str, max_probes: int
+) -> Figure:
     """:func:`compare_figure` of open traces."""
     for tr in opened:
         _check_plottable(tr, operator)
     labels = list(labels) if labels is not None else [Path(tr.path).stem for tr in opened]
     hessians = {_is_hessian(tr, operator) for tr in opened}
     if len(hessians) > 1:
-        raise ValueError(f"operator {operator!r} is a Hessian in some traces and not in "
-                         f"others; compare operators of one kind")
+        raise ValueError(
+            f"operator {operator!r} is a Hessian in some traces and not in "
+            f"others; compare operators of one kind"
+        )
     hessian = hessians.pop()
     clouds = [_cloud(tr, operator, max_probes) for tr in opened]
     scalars = list(dict.fromkeys(name for tr in opened for name in tr.scalars(operator)))
@@ -810,15 +963,17 @@ def _compare(opened: list[Trace], labels: Optional[Sequence[str]], operator: str
         _set_plane_limits(axes[0], np.concatenate([c.values for c in clouds]))
     axes[0].legend(loc="lower left", fontsize=8)
     _step_colorbar(top, norm, list(axes))
-    top.suptitle(f"eigenvalues of {operator} "
-                 f"({_HESSIAN_NOTE if hessian else CONVENTION_NOTE})", fontsize=10)
+    top.suptitle(
+        f"eigenvalues of {operator} ({_HESSIAN_NOTE if hessian else CONVENTION_NOTE})", fontsize=10
+    )
     scalar_axes = bottom.subplots(1, max(len(scalars), 1), squeeze=False)[0]
     for ax, name in zip(scalar_axes, scalars):
         for i, (tr, label) in enumerate(zip(opened, labels)):
             if name in tr.scalars(operator):
                 steps, table = _by_step(tr.steps(operator), tr.scalars(operator)[name])
-                ax.plot(steps, _rowwise(np.nanmedian, table), color=f"C{i % 10}", lw=1.2,
-                        label=label)
+                ax.plot(
+                    steps, _rowwise(np.nanmedian, table), color=f"C{i % 10}", lw=1.2, label=label
+                )
         _scalar_axis(ax, name)
         ax.set_title(_SCALAR_LABELS.get(name, name), fontsize=9)
         ax.set_xlabel("training step")
@@ -830,10 +985,19 @@ def _compare(opened: list[Trace], labels: Optional[Sequence[str]], operator: str
 # --------------------------------------------------------------------------- files
 
 
-def plot_trace(trace: TraceLike, out_dir: Union[str, "os.PathLike[str]"], *,
-               operator: str = "jacobian", fmt: str = "png", force: bool = False,
-               lr: Optional[float] = None, gif: bool = True, max_probes: int = MAX_PROBES,
-               max_frames: int = MAX_FRAMES, swmr: bool = False) -> list[Path]:
+def plot_trace(
+    trace: TraceLike,
+    out_dir: Union[str, "os.PathLike[str]"],
+    *,
+    operator: str = "jacobian",
+    fmt: str = "png",
+    force: bool = False,
+    lr: Optional[float] = None,
+    gif: bool = True,
+    max_probes: int = MAX_PROBES,
+    max_frames: int = MAX_FRAMES,
+    swmr: bool = False,
+) -> list[Path]:
     """Write every figure of a trace into a directory.
 
     Files (``FMT`` is ``fmt``):
@@ -896,10 +1060,10 @@ def plot_trace(trace: TraceLike, out_dir: Union[str, "os.PathLike[str]"], *,
         complex_plane = not _is_hessian(tr, operator)
         lr = _stored_lr(tr) if lr is None else lr
         figures: dict[str, Callable[[], Figure]] = {
-            "spectrum": lambda: spectrum_figure(tr, operator, lr=lr, max_probes=max_probes)}
+            "spectrum": lambda: spectrum_figure(tr, operator, lr=lr, max_probes=max_probes)
+        }
         if complex_plane:
-            figures["evolution"] = lambda: evolution_figure(tr, operator,
-                                                            max_probes=max_probes)
+            figures["evolution"] = lambda: evolution_figure(tr, operator, max_probes=max_probes)
         figures["scalars"] = lambda: scalars_figure(tr)
         if _has_batches(tr, operator):
             figures["batch_spread"] = lambda: batch_spread_figure(tr, operator)
@@ -917,10 +1081,16 @@ def plot_trace(trace: TraceLike, out_dir: Union[str, "os.PathLike[str]"], *,
     return written
 
 
-def compare_traces(traces: Sequence[TraceLike], out_dir: Union[str, "os.PathLike[str]"], *,
-                   labels: Optional[Sequence[str]] = None, operator: str = "jacobian",
-                   fmt: str = "png", force: bool = False,
-                   max_probes: int = MAX_PROBES) -> list[Path]:
+def compare_traces(
+    traces: Sequence[TraceLike],
+    out_dir: Union[str, "os.PathLike[str]"],
+    *,
+    labels: Optional[Sequence[str]] = None,
+    operator: str = "jacobian",
+    fmt: str = "png",
+    force: bool = False,
+    max_probes: int = MAX_PROBES,
+) -> list[Path]:
     """Write :func:`compare_figure` of several traces to ``out_dir/compare.FMT``.
 
     Parameters are those of :func:`compare_figure` and :func:`plot_trace`. Returns the

@@ -9,12 +9,12 @@
 * :mod:`~specdiag.probing.distributed` -- probes under ``torch.distributed``.
 """
 
+from ..trace import STATUSES
 from .core import probe
 from .memory import ProbeMemory, probe_memory
 from .plan import ON_ERROR
 from .records import OperatorRecord, ProbeRecord
 from .scalars import SCALARS, spectrum_scalars
-from ..trace import STATUSES
 
 __all__ = [
     "probe",

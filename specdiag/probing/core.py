@@ -43,12 +43,25 @@ import numpy as np
 import torch
 
 from ..dynamics import UpdateRule, helmholtz_split
-from ..errors import ConvergenceWarning, LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
+from ..errors import (
+    ConvergenceWarning,
+    LossClosureError,
+    NonFiniteError,
+    ProbeWarning,
+    user_stacklevel,
+)
 from ..game import Game, GameField, GameJacobian, PlayerHessian
 from ..linalg import eigs, eigsh
 from ..linalg.operator import LinearOperator
 from ..stability import max_stable_lr
-from .distributed import AveragedOperator, ProbeGroup, agree, check_device, check_share, resolve_group
+from .distributed import (
+    AveragedOperator,
+    ProbeGroup,
+    agree,
+    check_device,
+    check_share,
+    resolve_group,
+)
 from .isolation import untouched
 from .memory import probe_memory
 from .plan import Plan, check_settings, plan_operators
@@ -207,8 +220,13 @@ def probe(
         shard = shard_basis and group is not None
         if failure is None:
             failure = _memory_failure(
-                game, plans, ncv=ncv, basis_device=basis_device, basis_dtype=basis_dtype,
-                world_size=1 if group is None else group.world_size, shard_basis=shard,
+                game,
+                plans,
+                ncv=ncv,
+                basis_device=basis_device,
+                basis_dtype=basis_dtype,
+                world_size=1 if group is None else group.world_size,
+                shard_basis=shard,
                 update=None if update is None else update.method,
             )
         own_failure = failure is not None
@@ -221,8 +239,11 @@ def probe(
             )
             weight = agreement.weight
             others = {r: s for r, s in agreement.failed.items() if r != group.rank}
-            losses = dict.fromkeys(game.player_names, float("nan")) if agreement.failed else \
-                dict(zip(game.player_names, agreement.losses))
+            losses = (
+                dict.fromkeys(game.player_names, float("nan"))
+                if agreement.failed
+                else dict(zip(game.player_names, agreement.losses))
+            )
             if failure is None and others:
                 failure = _failed_elsewhere(others)
         if failure is not None:
@@ -235,19 +256,31 @@ def probe(
         else:
             for plan in plans:
                 settings = dict(
-                    tol=tol, ncv=ncv, maxiter=maxiter, max_matvecs=max_matvecs, seed=seed,
-                    backend=backend, on_error=on_error, group=group, weight=weight,
-                    basis=dict(basis_device=basis_device, basis_dtype=basis_dtype,
-                               basis_group=(group.group or True) if shard else None),
+                    tol=tol,
+                    ncv=ncv,
+                    maxiter=maxiter,
+                    max_matvecs=max_matvecs,
+                    seed=seed,
+                    backend=backend,
+                    on_error=on_error,
+                    group=group,
+                    weight=weight,
+                    basis=dict(
+                        basis_device=basis_device,
+                        basis_dtype=basis_dtype,
+                        basis_group=(group.group or True) if shard else None,
+                    ),
                 )
                 if plan.kind in ("update", "helmholtz"):
                     records[plan.name] = _probe_dynamics(
-                        field_, plan, records.get("jacobian"), update, helmholtz, **settings)
+                        field_, plan, records.get("jacobian"), update, helmholtz, **settings
+                    )
                 else:
                     records[plan.name] = _solve(field_, plan, **settings)
             problems.extend(
                 f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
-                for r in records.values() if r.status != "ok"
+                for r in records.values()
+                if r.status != "ok"
             )
         del field_
     message = ""
@@ -259,10 +292,15 @@ def probe(
         problems.append(message)
     status = next((r.status for r in records.values() if r.status != "ok"), "ok")
     record = ProbeRecord(
-        step=None if step is None else int(step), batch_index=int(batch_index),
-        seed=None if seed is None else int(seed), losses=losses,
-        wall_time=time.perf_counter() - start, build_time=build_time, status=status,
-        operators=records, message=message,
+        step=None if step is None else int(step),
+        batch_index=int(batch_index),
+        seed=None if seed is None else int(seed),
+        losses=losses,
+        wall_time=time.perf_counter() - start,
+        build_time=build_time,
+        status=status,
+        operators=records,
+        message=message,
     )
     # Under torch.distributed rank 0 speaks for the group; other ranks only of their own failures.
     speaks = group is None or group.rank == 0 or own_failure or bool(moved)
@@ -271,25 +309,40 @@ def probe(
         if batch_index:
             where += f" (batch {batch_index})"
         warnings.warn(
-            f"specdiag {where}: " + "; ".join(problems), ProbeWarning,
+            f"specdiag {where}: " + "; ".join(problems),
+            ProbeWarning,
             stacklevel=user_stacklevel(),
         )
     return record
 
 
 def _solve(
-    field_: GameField, plan: Plan, *, tol: float, ncv: int | None, maxiter: int | None,
-    max_matvecs: int | None, seed: int | None, backend: str, on_error: str,
-    group: ProbeGroup | None, weight: float, basis: Mapping[str, Any],
+    field_: GameField,
+    plan: Plan,
+    *,
+    tol: float,
+    ncv: int | None,
+    maxiter: int | None,
+    max_matvecs: int | None,
+    seed: int | None,
+    backend: str,
+    on_error: str,
+    group: ProbeGroup | None,
+    weight: float,
+    basis: Mapping[str, Any],
     op: LinearOperator | None = None,
 ) -> OperatorRecord:
     """One operator's solve on the probe's field, failures recorded; with a ``group``
     the products are averaged over its ranks with this rank's ``weight``. ``op`` is the
-    operator (default: the plan's Jacobian or Hessian)."""
+    operator (default: the plan's Jacobian or Hessian).
+    """
     solver = eigsh if plan.kind == "hessian" else eigs
     if op is None:
-        op = GameJacobian.from_field(field_) if plan.kind == "jacobian" else \
-            PlayerHessian.from_field(field_, plan.name)
+        op = (
+            GameJacobian.from_field(field_)
+            if plan.kind == "jacobian"
+            else PlayerHessian.from_field(field_, plan.name)
+        )
     if group is not None:
         op = AveragedOperator(op, group, weight)
     generator = torch.Generator(device=op.device).manual_seed(0 if seed is None else int(seed))
@@ -298,8 +351,16 @@ def _solve(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             result = solver(
-                op, k=plan.k, which=plan.which, tol=tol, ncv=ncv, maxiter=maxiter,
-                generator=generator, max_matvecs=max_matvecs, backend=backend, **basis,
+                op,
+                k=plan.k,
+                which=plan.which,
+                tol=tol,
+                ncv=ncv,
+                maxiter=maxiter,
+                generator=generator,
+                max_matvecs=max_matvecs,
+                backend=backend,
+                **basis,
             )
     except Exception as exc:  # recorded, not raised: a probe must not stop training
         if on_error == "raise":
@@ -316,17 +377,33 @@ def _solve(
         status = "budget" if budget else "unconverged"
         notes.insert(0, f"{int(converged.sum())} of {len(converged)} eigenvalues converged")
     return OperatorRecord(
-        name=plan.name, kind=plan.kind, which=plan.which, eigenvalues=eigenvalues,
-        residuals=result.residuals.numpy().astype(np.float64), converged=converged,
-        n_matvec=int(result.n_matvec), wall_time=time.perf_counter() - start, status=status,
-        message="; ".join(notes), scalars=spectrum_scalars(plan.kind, eigenvalues),
+        name=plan.name,
+        kind=plan.kind,
+        which=plan.which,
+        eigenvalues=eigenvalues,
+        residuals=result.residuals.numpy().astype(np.float64),
+        converged=converged,
+        n_matvec=int(result.n_matvec),
+        wall_time=time.perf_counter() - start,
+        status=status,
+        message="; ".join(notes),
+        scalars=spectrum_scalars(plan.kind, eigenvalues),
     )
 
 
 def _probe_dynamics(
-    field_: GameField, plan: Plan, jacobian: OperatorRecord | None,
-    update: UpdateRule | None, helmholtz: int | None, *, tol: float, seed: int | None,
-    on_error: str, group: ProbeGroup | None, weight: float, **settings: Any,
+    field_: GameField,
+    plan: Plan,
+    jacobian: OperatorRecord | None,
+    update: UpdateRule | None,
+    helmholtz: int | None,
+    *,
+    tol: float,
+    seed: int | None,
+    on_error: str,
+    group: ProbeGroup | None,
+    weight: float,
+    **settings: Any,
 ) -> OperatorRecord:
     """The update operator's solve, or the Helmholtz estimate, on the probe's Jacobian."""
     J = GameJacobian.from_field(field_)
@@ -337,15 +414,24 @@ def _probe_dynamics(
         return _helmholtz(plan, J, int(helmholtz), seed, on_error, group, weight)
     assert update is not None
     try:
-        op = update.operator(J)   # reads the optimizers' state now
-    except Exception as exc:      # e.g. an optimizer that has not stepped yet
+        op = update.operator(J)  # reads the optimizers' state now
+    except Exception as exc:  # e.g. an optimizer that has not stepped yet
         if on_error == "raise":
             raise
         return _failed(plan, "error", _describe(exc), 0, 0.0)
     # ‖HJ‖ <= max step size * |λ|max: the scale of ρ - 1, which the tolerance must resolve
     scale = float(op.step_sizes.abs().max()) * (np.abs(computed).max() if computed.size else 1.0)
-    record = _solve(field_, plan, tol=max(tol * min(1.0, scale), _RESIDUAL_FLOOR), seed=seed,
-                    on_error=on_error, group=group, weight=weight, op=op, **settings)
+    record = _solve(
+        field_,
+        plan,
+        tol=max(tol * min(1.0, scale), _RESIDUAL_FLOOR),
+        seed=seed,
+        on_error=on_error,
+        group=group,
+        weight=weight,
+        op=op,
+        **settings,
+    )
     finite = record.eigenvalues[np.isfinite(record.eigenvalues)]
     bound = float("nan")
     if update.closed_form is not None and computed.size:
@@ -354,13 +440,23 @@ def _probe_dynamics(
         # ∂T = I - η (H/η) J for preconditioned or per-player steps: ν = (1 - μ)/η are
         # eigenvalues of (H/η) J, and GD's bound on them is the largest stable η
         bound = max_stable_lr((1 - finite) / update.step_size, "gd").lr
-    scalars = {"spectral_radius": float(np.abs(finite).max()) if finite.size else float("nan"),
-               "max_stable_lr": bound, "lr": update.step_size}
+    scalars = {
+        "spectral_radius": float(np.abs(finite).max()) if finite.size else float("nan"),
+        "max_stable_lr": bound,
+        "lr": update.step_size,
+    }
     return dataclasses.replace(record, scalars=scalars)
 
 
-def _helmholtz(plan: Plan, J: GameJacobian, n_samples: int, seed: int | None, on_error: str,
-               group: ProbeGroup | None, weight: float) -> OperatorRecord:
+def _helmholtz(
+    plan: Plan,
+    J: GameJacobian,
+    n_samples: int,
+    seed: int | None,
+    on_error: str,
+    group: ProbeGroup | None,
+    weight: float,
+) -> OperatorRecord:
     """The Helmholtz split of J (averaged over the group's ranks) as a record."""
     start = time.perf_counter()
     op = J if group is None else AveragedOperator(J, group, weight)
@@ -371,15 +467,26 @@ def _helmholtz(plan: Plan, J: GameJacobian, n_samples: int, seed: int | None, on
             raise
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
         return _failed(plan, status, _describe(exc), op.n_products, time.perf_counter() - start)
-    scalars = {name: (float("nan") if value is None else float(value))
-               for name, value in dataclasses.asdict(estimate).items() if name in SCALARS["helmholtz"]}
-    nonfinite = not all(math.isfinite(v) for k, v in scalars.items() if not k.startswith("zero_sum"))
+    scalars = {
+        name: (float("nan") if value is None else float(value))
+        for name, value in dataclasses.asdict(estimate).items()
+        if name in SCALARS["helmholtz"]
+    }
+    nonfinite = not all(
+        math.isfinite(v) for k, v in scalars.items() if not k.startswith("zero_sum")
+    )
     return OperatorRecord(
-        name=plan.name, kind=plan.kind, which=plan.which,
-        eigenvalues=np.empty(0, dtype=np.complex128), residuals=np.empty(0),
-        converged=np.empty(0, dtype=bool), n_matvec=estimate.n_matvec,
-        wall_time=time.perf_counter() - start, status="nonfinite" if nonfinite else "ok",
-        message="", scalars=scalars,
+        name=plan.name,
+        kind=plan.kind,
+        which=plan.which,
+        eigenvalues=np.empty(0, dtype=np.complex128),
+        residuals=np.empty(0),
+        converged=np.empty(0, dtype=bool),
+        n_matvec=estimate.n_matvec,
+        wall_time=time.perf_counter() - start,
+        status="nonfinite" if nonfinite else "ok",
+        message="",
+        scalars=scalars,
     )
 
 
@@ -387,7 +494,8 @@ def _build_field(
     game: Game, batch: Any, seed: int | None
 ) -> tuple[GameField | None, tuple[str, str, Exception] | None]:
     """The probe's field, or ``None`` and ``(status, message, exception)`` when the
-    losses or their gradients failed (exceptions of the game's definition propagate)."""
+    losses or their gradients failed (exceptions of the game's definition propagate).
+    """
     try:
         return GameField(game, batch, seed=seed), None
     except (NonFiniteError, LossClosureError) as exc:
@@ -396,14 +504,27 @@ def _build_field(
 
 
 def _memory_failure(
-    game: Game, plans: Sequence[Plan], *, ncv: int | None, basis_device: Any,
-    basis_dtype: torch.dtype | None, world_size: int, shard_basis: bool, update: str | None,
+    game: Game,
+    plans: Sequence[Plan],
+    *,
+    ncv: int | None,
+    basis_device: Any,
+    basis_dtype: torch.dtype | None,
+    world_size: int,
+    shard_basis: bool,
+    update: str | None,
 ) -> tuple[str, str, Exception] | None:
     """A failure when the solves would not fit in the memory free now, else None."""
     memory = probe_memory(
-        game, k=max(p.k for p in plans), ncv=ncv, operators=[p.name for p in plans],
-        basis_device=basis_device, basis_dtype=basis_dtype, world_size=world_size,
-        shard_basis=shard_basis, update=update,
+        game,
+        k=max(p.k for p in plans),
+        ncv=ncv,
+        operators=[p.name for p in plans],
+        basis_device=basis_device,
+        basis_dtype=basis_dtype,
+        world_size=world_size,
+        shard_basis=shard_basis,
+        update=update,
     )
     reason = memory.shortfall()
     return None if reason is None else ("error", reason, MemoryError(reason))
@@ -418,12 +539,20 @@ def _failed_elsewhere(failed: Mapping[int, str]) -> tuple[str, str, Exception]:
     return status, message, exc_type(message)
 
 
-def _failed(plan: Plan, status: str, message: str, n_matvec: int, wall_time: float) -> OperatorRecord:
+def _failed(
+    plan: Plan, status: str, message: str, n_matvec: int, wall_time: float
+) -> OperatorRecord:
     return OperatorRecord(
-        name=plan.name, kind=plan.kind, which=plan.which,
+        name=plan.name,
+        kind=plan.kind,
+        which=plan.which,
         eigenvalues=np.full(plan.k, complex("nan+nanj"), dtype=np.complex128),
-        residuals=np.full(plan.k, np.nan), converged=np.zeros(plan.k, dtype=bool),
-        n_matvec=int(n_matvec), wall_time=wall_time, status=status, message=message,
+        residuals=np.full(plan.k, np.nan),
+        converged=np.zeros(plan.k, dtype=bool),
+        n_matvec=int(n_matvec),
+        wall_time=wall_time,
+        status=status,
+        message=message,
         scalars=spectrum_scalars(plan.kind, np.empty(0, dtype=np.complex128)),
     )
 

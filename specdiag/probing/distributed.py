@@ -33,7 +33,15 @@ from torch import distributed as dist
 
 from ..linalg.operator import LinearOperator
 
-__all__ = ["ProbeGroup", "resolve_group", "AveragedOperator", "Agreement", "agree", "all_agree", "STATUS_CODES"]
+__all__ = [
+    "ProbeGroup",
+    "resolve_group",
+    "AveragedOperator",
+    "Agreement",
+    "agree",
+    "all_agree",
+    "STATUS_CODES",
+]
 
 #: Status of one rank at the agreement after building the field (0: fine).
 STATUS_CODES = {"ok": 0, "nonfinite": 1, "error": 2}
@@ -128,11 +136,13 @@ class AveragedOperator(LinearOperator):
     def __init__(self, local: Any, group: ProbeGroup, weight: float) -> None:
         super().__init__(local.shape[0], local.dtype, local.device)
         self.local, self.group, self.weight = local, group, float(weight)
-        self.game = getattr(local, "game", None)   # the players, for block-wise estimates
+        self.game = getattr(local, "game", None)  # the players, for block-wise estimates
         self.symmetric = getattr(local, "symmetric", False)
         self.prefer_transpose = getattr(local, "prefer_transpose", False)
 
-    def _reduce(self, product: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor) -> torch.Tensor:
+    def _reduce(
+        self, product: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor
+    ) -> torch.Tensor:
         n = self.shape[0]
         buf = torch.empty(n + 1, dtype=self.dtype, device=self.device)
         error: Exception | None = None
@@ -187,7 +197,9 @@ class Agreement:
         return {r: s for r, s in enumerate(self.statuses) if s != "ok"}
 
 
-def agree(group: ProbeGroup, status: str, share: float, losses: Sequence[float], device: torch.device) -> Agreement:
+def agree(
+    group: ProbeGroup, status: str, share: float, losses: Sequence[float], device: torch.device
+) -> Agreement:
     r"""One all-reduce: every rank's status, the weights' sum and the weighted losses.
 
     Parameters
@@ -228,7 +240,12 @@ def check_share(share: float | None) -> float:
     """``share`` as a positive float (default 1: equal shards), or a ValueError."""
     if share is None:
         return 1.0
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share <= 0:
+    if (
+        isinstance(share, bool)
+        or not isinstance(share, (int, float))
+        or not math.isfinite(share)
+        or share <= 0
+    ):
         raise ValueError(
             f"shard_weight must be a positive number (this rank's share of the global batch, "
             f"e.g. its number of examples), got {share!r}"

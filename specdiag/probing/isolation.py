@@ -36,7 +36,8 @@ def untouched(game: Game) -> Iterator[list[str]]:
         for p, g in grads:
             p.grad = g
         moved.extend(
-            parameter_name(game, i) for i, (p, v) in enumerate(zip(params, versions))
+            parameter_name(game, i)
+            for i, (p, v) in enumerate(zip(params, versions))
             if p._version != v
         )
 

@@ -158,18 +158,28 @@ def probe_memory(
     else:
         basis = basis_bytes(ncv + 1, n, storage, shards)
         converted = storage != game.dtype
-        restart = 2 * min(SLAB_ELEMENTS, ncv * -(-n // shards)) * work if converted else \
-            basis_bytes(ncv, n, game.dtype, shards)
+        restart = (
+            2 * min(SLAB_ELEMENTS, ncv * -(-n // shards)) * work
+            if converted
+            else basis_bytes(ncv, n, game.dtype, shards)
+        )
     extra = (world_size > 1) + (shards > 1)
     return ProbeMemory(
-        n=n, ncv=ncv, world_size=shards, basis=basis, restart=restart,
-        vectors=(WORKING_VECTORS + extra) * n * work, device=device, basis_device=where,
+        n=n,
+        ncv=ncv,
+        world_size=shards,
+        basis=basis,
+        restart=restart,
+        vectors=(WORKING_VECTORS + extra) * n * work,
+        device=device,
+        basis_device=where,
     )
 
 
 def _order(game: Game, name: str, update: str | None) -> int:
     """The order of a probed operator: the Jacobian's, a player's Hessian's, the update
-    operator's (``2n`` on the augmented state), the Helmholtz split's (``J``'s)."""
+    operator's (``2n`` on the augmented state), the Helmholtz split's (``J``'s).
+    """
     if name == "update":
         return game.n * (2 if update in ("optimistic", "momentum", "alternating_momentum") else 1)
     return game.n if name in ("jacobian", "helmholtz") else game.sizes[name]

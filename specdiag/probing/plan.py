@@ -97,27 +97,41 @@ def plan_operators(
 
 
 def check_settings(
-    k: int, tol: float, ncv: int | None, maxiter: int | None, max_matvecs: int | None,
-    seed: int | None, on_error: str, backend: str,
+    k: int,
+    tol: float,
+    ncv: int | None,
+    maxiter: int | None,
+    max_matvecs: int | None,
+    seed: int | None,
+    on_error: str,
+    backend: str,
 ) -> None:
     """Raise ``ValueError`` for settings that would fail every probe.
 
     Used by :func:`probe` and by the monitor (so that they fail before training).
     """
+
     def positive(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
     problems = []
     if not positive(k):
         problems.append(f"k must be a positive integer, got {k!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not np.isfinite(tol) or tol < 0:
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float))
+        or not np.isfinite(tol)
+        or tol < 0
+    ):
         problems.append(f"tol must be a finite number >= 0, got {tol!r}")
     if ncv is not None and positive(k) and not (positive(ncv) and ncv >= k + 2):
         problems.append(f"ncv must be an integer >= k + 2 = {k + 2}, got {ncv!r}")
     for name, value in (("maxiter", maxiter), ("max_matvecs", max_matvecs)):
         if value is not None and not positive(value):
             problems.append(f"{name} must be a positive integer or None, got {value!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
         problems.append(f"seed must be an integer >= 0 or None, got {seed!r}")
     if on_error not in ON_ERROR:
         problems.append(f"on_error must be one of {ON_ERROR}, got {on_error!r}")

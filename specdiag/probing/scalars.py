@@ -37,9 +37,11 @@ def spectrum_scalars(kind: str, eigenvalues: np.ndarray) -> dict[str, float]:
     nan = float("nan")
     if kind == "hessian":
         real = values.real
-        return {"max": float(real.max()) if real.size else nan,
-                "min": float(real.min()) if real.size else nan}
-    if kind in ("update", "helmholtz"):   # filled in by the probe, which knows the rule
+        return {
+            "max": float(real.max()) if real.size else nan,
+            "min": float(real.min()) if real.size else nan,
+        }
+    if kind in ("update", "helmholtz"):  # filled in by the probe, which knows the rule
         return dict.fromkeys(SCALARS[kind], nan)
     if kind != "jacobian":
         raise ValueError(f"kind must be one of {sorted(SCALARS)}, got {kind!r}")

@@ -12,7 +12,9 @@ from ..game import Game
 __all__ = ["with_consensus", "check_weight"]
 
 
-def with_consensus(game: Game, losses: dict[str, torch.Tensor], gamma: float) -> dict[str, torch.Tensor]:
+def with_consensus(
+    game: Game, losses: dict[str, torch.Tensor], gamma: float
+) -> dict[str, torch.Tensor]:
     r"""Add consensus optimisation's :math:`\frac{\gamma}{2}\|v\|^2` to every player's loss.
 
     :math:`v = (\nabla_{x_1} L_1, \dots, \nabla_{x_P} L_P)` is differentiated here with

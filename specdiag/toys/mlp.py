@@ -15,7 +15,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def mlp(n_in: int, n_out: int, hidden: int, depth: int, activation: str, batchnorm: bool) -> nn.Sequential:
+def mlp(
+    n_in: int, n_out: int, hidden: int, depth: int, activation: str, batchnorm: bool
+) -> nn.Sequential:
     """``depth`` hidden layers of width ``hidden``: Linear [BatchNorm] activation, then Linear."""
     layers: list[nn.Module] = []
     width = n_in

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
@@ -18,8 +18,6 @@ __all__ = ["MoGGAN", "mog_gan", "mog_gan_parameter_count", "MOG_LOSSES"]
 #: The mixture-of-Gaussians GAN objectives.
 MOG_LOSSES = ("nonsaturating", "minimax", "wgan")
 _OPTIMIZERS = ("adam", "sgd", "rmsprop")
-
-
 
 
 def mog_gan_parameter_count(
@@ -38,6 +36,7 @@ def mog_gan_parameter_count(
     dict
         ``{"generator": n_G, "discriminator": n_D}``.
     """
+
     def count(n_in: int, n_out: int) -> int:
         n = (n_in + 1) * hidden + (depth - 1) * (hidden + 1) * hidden + (hidden + 1) * n_out
         return n + (2 * hidden * depth if batchnorm else 0)
@@ -138,7 +137,9 @@ class MoGGAN:
     def device(self) -> torch.device:
         return self.game.device
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Draw a batch of data and latent noise.
 
         Parameters

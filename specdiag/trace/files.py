@@ -25,7 +25,7 @@ def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     # h5py: "[Errno 2] Unable to synchronously open file (reason ...)" -> "reason ..."
     if "(" in text and text.endswith(")"):
-        text = text[text.index("(") + 1:-1]
+        text = text[text.index("(") + 1 : -1]
     return text
 
 
@@ -35,20 +35,25 @@ def unreadable(path: str, error: Exception) -> TraceError:
     if isinstance(error, FileNotFoundError) or not os.path.exists(path):
         return TraceError(f"{path}: no such file")
     if isinstance(error, BlockingIOError):
-        return TraceError(f"{path}: locked by another process that has it open for writing "
-                          f"(retry later; HDF5_USE_FILE_LOCKING=FALSE or locking=False turns "
-                          f"the lock off)")
+        return TraceError(
+            f"{path}: locked by another process that has it open for writing "
+            f"(retry later; HDF5_USE_FILE_LOCKING=FALSE or locking=False turns "
+            f"the lock off)"
+        )
     if not h5py.is_hdf5(path):
         return TraceError(f"{path}: not an HDF5 file")
     if "already open for write" in reason:
-        return TraceError(f"{path}: marked open for writing (a live SWMR trace, or its writer "
-                          f"was killed): read it with open_trace(path, swmr=True), or clear "
-                          f"the mark with `h5clear -s {path}`")
+        return TraceError(
+            f"{path}: marked open for writing (a live SWMR trace, or its writer "
+            f"was killed): read it with open_trace(path, swmr=True), or clear "
+            f"the mark with `h5clear -s {path}`"
+        )
     return TraceError(f"{path}: damaged or truncated HDF5 file ({reason})")
 
 
-def open_h5(path: str, mode: str, *, locking: Optional[bool], swmr: bool = False,
-             libver: Any = None) -> h5py.File:
+def open_h5(
+    path: str, mode: str, *, locking: Optional[bool], swmr: bool = False, libver: Any = None
+) -> h5py.File:
     """``h5py.File``, waiting while another process holds the file's lock."""
     kwargs: dict[str, Any] = {}
     if locking is not None:
@@ -80,11 +85,13 @@ def read_meta(path: str, f: h5py.File) -> dict[str, Any]:
     if not major.isdigit():
         raise TraceError(f"{path}: unreadable schema_version {version!r}")
     if int(major) > SCHEMA_MAJOR:
-        raise TraceError(f"{path}: written by a newer specdiag (schema {version}); "
-                         f"upgrade specdiag to read it")
+        raise TraceError(
+            f"{path}: written by a newer specdiag (schema {version}); upgrade specdiag to read it"
+        )
     if int(major) < SCHEMA_MAJOR:
-        raise TraceError(f"{path}: schema {version} is older than this specdiag reads "
-                         f"({SCHEMA_VERSION})")
+        raise TraceError(
+            f"{path}: schema {version} is older than this specdiag reads ({SCHEMA_VERSION})"
+        )
     meta: dict[str, Any] = {}
     for key, value in f.attrs.items():
         if isinstance(value, (bytes, str)):

@@ -30,8 +30,9 @@ class Trace:
         ``versions`` and ``layout``.
     """
 
-    def __init__(self, path: PathLike, *, swmr: bool = False,
-                 locking: Optional[bool] = None) -> None:
+    def __init__(
+        self, path: PathLike, *, swmr: bool = False, locking: Optional[bool] = None
+    ) -> None:
         self.path = os.fspath(path)
         self._swmr = bool(swmr)
         self._locking = locking
@@ -62,7 +63,7 @@ class Trace:
         meta = read_meta(self.path, f)
         paths = dataset_paths(meta["layout"])
         datasets = {}
-        for p in paths[::-1]:   # probe_step first: rows it shows are complete elsewhere
+        for p in paths[::-1]:  # probe_step first: rows it shows are complete elsewhere
             ds = f.get(p)
             if not isinstance(ds, h5py.Dataset):
                 raise TraceError(f"{self.path}: damaged specdiag trace (no dataset {p!r})")
@@ -106,8 +107,9 @@ class Trace:
 
     def probes(self) -> dict[str, np.ndarray]:
         """Per-probe columns: ``step``, ``batch_index``, ``seed`` (-1: none),
-        ``wall_time``, ``build_time`` and ``status`` (str)."""
-        return {p[len("probe_"):]: self._data[p] for p in PROBE_COLUMNS}
+        ``wall_time``, ``build_time`` and ``status`` (str).
+        """
+        return {p[len("probe_") :]: self._data[p] for p in PROBE_COLUMNS}
 
     def losses(self) -> dict[str, np.ndarray]:
         """``{player: loss on the probe batch}``, float64 ``(N,)`` each."""
@@ -119,8 +121,9 @@ class Trace:
         try:
             return self.meta["layout"]["operators"][op]
         except KeyError:
-            raise KeyError(f"no operator {op!r} in {self.path}; its operators are "
-                           f"{', '.join(self.operators)}") from None
+            raise KeyError(
+                f"no operator {op!r} in {self.path}; its operators are {', '.join(self.operators)}"
+            ) from None
 
     def _column(self, op: str, column: str) -> np.ndarray:
         self._operator(op)
@@ -189,8 +192,12 @@ class Trace:
 
 def _decode_status(ds: h5py.Dataset, n: int) -> np.ndarray:
     """Status codes as names, using the file's own ``flag_values``/``flag_meanings``."""
-    names = dict(zip(np.asarray(ds.attrs["flag_values"]).tolist(),
-                     attr_str(ds.attrs["flag_meanings"]).split()))
+    names = dict(
+        zip(
+            np.asarray(ds.attrs["flag_values"]).tolist(),
+            attr_str(ds.attrs["flag_meanings"]).split(),
+        )
+    )
     codes, index = np.unique(ds[:n], return_inverse=True)
     return np.array([names.get(c, f"code {c}") for c in codes.tolist()], dtype=str)[index]
 

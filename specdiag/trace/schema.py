@@ -34,9 +34,16 @@ DEFAULT_SCALARS = {
     "hessian": ("max", "min"),
     # since 1.1: the update operator of the run's optimiser, and the Helmholtz split of J
     "update": ("spectral_radius", "max_stable_lr", "lr"),
-    "helmholtz": ("symmetric_sq", "symmetric_sq_se", "antisymmetric_sq", "antisymmetric_sq_se",
-                  "rotation_fraction", "rotation_fraction_se", "zero_sum_defect",
-                  "zero_sum_defect_se"),
+    "helmholtz": (
+        "symmetric_sq",
+        "symmetric_sq_se",
+        "antisymmetric_sq",
+        "antisymmetric_sq_se",
+        "rotation_fraction",
+        "rotation_fraction_se",
+        "zero_sum_defect",
+        "zero_sum_defect_se",
+    ),
 }
 #: Size in bytes of the fixed-length UTF-8 ``message`` field; longer messages are cut.
 MESSAGE_BYTES = 256
@@ -80,8 +87,9 @@ def check_name(what: str, name: Any) -> str:
     return name
 
 
-def normalise_layout(operators: Mapping[str, Mapping[str, Any]],
-                      players: Mapping[str, int]) -> dict[str, Any]:
+def normalise_layout(
+    operators: Mapping[str, Mapping[str, Any]], players: Mapping[str, int]
+) -> dict[str, Any]:
     """The ``layout`` attribute: operators (kind, which, n, scalars) and player sizes."""
     if not operators:
         raise ValueError("a trace needs at least one operator")
@@ -89,48 +97,67 @@ def normalise_layout(operators: Mapping[str, Mapping[str, Any]],
     for name, spec in operators.items():
         check_name("operator", name)
         if name in RESERVED:
-            raise ValueError(f"operator name {name!r} is reserved in a trace "
-                             f"(reserved: {', '.join(sorted(RESERVED))})")
+            raise ValueError(
+                f"operator name {name!r} is reserved in a trace "
+                f"(reserved: {', '.join(sorted(RESERVED))})"
+            )
         missing = {"kind", "n"} - set(spec)
         if missing:
-            raise ValueError(f"operator {name!r} needs keys 'kind' and 'n' "
-                             f"(missing: {', '.join(sorted(missing))})")
+            raise ValueError(
+                f"operator {name!r} needs keys 'kind' and 'n' "
+                f"(missing: {', '.join(sorted(missing))})"
+            )
         kind = str(spec["kind"])
         scalars = tuple(spec.get("scalars", DEFAULT_SCALARS.get(kind, ())))
         for scalar in scalars:
             check_name(f"scalar of operator {name!r}", scalar)
             if scalar in OPERATOR_COLUMNS:
-                raise ValueError(f"scalar name {scalar!r} of operator {name!r} clashes "
-                                 f"with a dataset of the same name")
-        ops[name] = {"kind": kind, "which": str(spec.get("which", "")),
-                     "n": int(spec["n"]), "scalars": list(scalars)}
-    return {"operators": ops,
-            "players": {check_name("player", p): int(n) for p, n in players.items()}}
+                raise ValueError(
+                    f"scalar name {scalar!r} of operator {name!r} clashes "
+                    f"with a dataset of the same name"
+                )
+        ops[name] = {
+            "kind": kind,
+            "which": str(spec.get("which", "")),
+            "n": int(spec["n"]),
+            "scalars": list(scalars),
+        }
+    return {
+        "operators": ops,
+        "players": {check_name("player", p): int(n) for p, n in players.items()},
+    }
 
 
 def dataset_paths(layout: Mapping[str, Any]) -> list[str]:
     """Every per-probe dataset of a trace with this layout, ``probe_step`` last."""
-    paths = [f"{op}/{col}"
-             for op, spec in layout["operators"].items()
-             for col in (*OPERATOR_COLUMNS, *spec["scalars"])]
+    paths = [
+        f"{op}/{col}"
+        for op, spec in layout["operators"].items()
+        for col in (*OPERATOR_COLUMNS, *spec["scalars"])
+    ]
     paths += [f"{LOSS_GROUP}/{p}" for p in layout["players"]]
     return paths + list(PROBE_COLUMNS)
 
 
-def layout_difference(old: Mapping[str, Any], old_width: int,
-                       new: Mapping[str, Any], new_width: int) -> Optional[str]:
+def layout_difference(
+    old: Mapping[str, Any], old_width: int, new: Mapping[str, Any], new_width: int
+) -> Optional[str]:
     """What differs between the file's layout and the writer's, or None."""
     old_ops, new_ops = old["operators"], new["operators"]
     if list(old_ops) != list(new_ops):
         return f"operators {list(old_ops)} in the file, {list(new_ops)} now"
     if dict(old["players"]) != dict(new["players"]):
-        return f"players and parameter counts {dict(old['players'])} in the file, " \
-               f"{dict(new['players'])} now"
+        return (
+            f"players and parameter counts {dict(old['players'])} in the file, "
+            f"{dict(new['players'])} now"
+        )
     if old_width != new_width:
         return f"width {old_width} in the file, {new_width} now"
     for name, spec in new_ops.items():
         for key in ("kind", "which", "n", "scalars"):
             if old_ops[name].get(key) != spec[key]:
-                return f"{key} of operator {name!r}: {old_ops[name].get(key)!r} in the " \
-                       f"file, {spec[key]!r} now"
+                return (
+                    f"{key} of operator {name!r}: {old_ops[name].get(key)!r} in the "
+                    f"file, {spec[key]!r} now"
+                )
     return None

@@ -29,8 +29,12 @@ BULK_GAP = 10.0
 
 #: The table's scalar columns per operator kind: (scalar, heading; {op} is the operator).
 _COLUMNS = {
-    "jacobian": (("min_real", "min Re λ"), ("max_imag", "max |Im λ|"),
-                 ("max_imag_over_real", "max |Im/Re|"), ("spectral_radius", "|λ|max")),
+    "jacobian": (
+        ("min_real", "min Re λ"),
+        ("max_imag", "max |Im λ|"),
+        ("max_imag_over_real", "max |Im/Re|"),
+        ("spectral_radius", "|λ|max"),
+    ),
     "hessian": (("max", "{op} λmax"), ("min", "{op} λmin")),
     "update": (("spectral_radius", "ρ(∂T)"), ("max_stable_lr", "largest stable lr")),
     "helmholtz": (("rotation_fraction", "rotation"), ("zero_sum_defect", "zero-sum defect")),
@@ -57,13 +61,17 @@ def probe_rows(trace: Trace) -> list[dict[str, Any]]:
         JSON-serialisable (NaN for missing numbers).
     """
     probes = trace.probes()
-    columns = {op: {"status": trace.status(op),
-                    "converged": trace.converged(op).sum(axis=1),
-                    "eigenvalues": np.isfinite(trace.eigenvalues(op)).sum(axis=1),
-                    "n_matvec": trace.n_matvec(op),
-                    "message": trace.messages(op),
-                    "scalars": trace.scalars(op)}
-               for op in trace.operators}
+    columns = {
+        op: {
+            "status": trace.status(op),
+            "converged": trace.converged(op).sum(axis=1),
+            "eigenvalues": np.isfinite(trace.eigenvalues(op)).sum(axis=1),
+            "n_matvec": trace.n_matvec(op),
+            "message": trace.messages(op),
+            "scalars": trace.scalars(op),
+        }
+        for op in trace.operators
+    }
     rows = []
     for i in range(len(trace)):
         row: dict[str, Any] = {
@@ -88,11 +96,19 @@ def probe_rows(trace: Trace) -> list[dict[str, Any]]:
 
 def _bulk_gap(values: np.ndarray, which: str) -> float:
     """Gap between the last two wanted eigenvalues, relative to the largest magnitude
-    (``inf`` when it is not defined: fewer than three eigenvalues, or ``which="BE"``)."""
+    (``inf`` when it is not defined: fewer than three eigenvalues, or ``which="BE"``).
+    """
     values = values[np.isfinite(values)]
-    wanted = {"LM": np.abs(values), "SM": -np.abs(values), "LR": values.real,
-              "SR": -values.real, "LA": values.real, "SA": -values.real,
-              "LI": np.abs(values.imag), "SI": -np.abs(values.imag)}
+    wanted = {
+        "LM": np.abs(values),
+        "SM": -np.abs(values),
+        "LR": values.real,
+        "SR": -values.real,
+        "LA": values.real,
+        "SA": -values.real,
+        "LI": np.abs(values.imag),
+        "SI": -np.abs(values.imag),
+    }
     if values.size < 3 or which not in wanted:
         return math.inf
     keys = np.sort(wanted[which])[::-1]
@@ -127,10 +143,11 @@ def trace_warnings(trace: Trace) -> list[str]:
         status, messages = trace.status(op), trace.messages(op)
         for i in np.flatnonzero(status != "ok"):
             where = f"step {steps[i]}" + (f" batch {batches[i]}" if several else "")
-            lines.append(f"{where}: {op}: {status[i]}"
-                         + (f" ({messages[i]})" if messages[i] else ""))
+            lines.append(
+                f"{where}: {op}: {status[i]}" + (f" ({messages[i]})" if messages[i] else "")
+            )
         if layout[op]["kind"] not in ("jacobian", "hessian"):
-            continue   # update eigenvalues cluster at 1 by nature; no bulk to reach
+            continue  # update eigenvalues cluster at 1 by nature; no bulk to reach
         for i, values in enumerate(trace.eigenvalues(op)):
             if _bulk_gap(values, layout[op]["which"]) < BULK_GAP * tol:
                 bulk.setdefault(op, []).append(int(steps[i]))
@@ -139,14 +156,18 @@ def trace_warnings(trace: Trace) -> list[str]:
         above = np.flatnonzero(rho > 1)
         if above.size:
             shown = ", ".join(map(str, steps[above][:8])) + (", ..." if above.size > 8 else "")
-            lines.append(f"{op}: ρ(∂T) > 1 at {above.size} probe(s) (steps {shown}): at the "
-                         "step size used the optimiser moves away from the point along some "
-                         "direction")
+            lines.append(
+                f"{op}: ρ(∂T) > 1 at {above.size} probe(s) (steps {shown}): at the "
+                "step size used the optimiser moves away from the point along some "
+                "direction"
+            )
     for op, at in bulk.items():
         shown = ", ".join(map(str, at[:8])) + (", ..." if len(at) > 8 else "")
-        lines.append(f"{op}: k reaches into the bulk at {len(at)} probe(s) (steps {shown}): "
-                     f"the last eigenvalues are closer than {BULK_GAP * tol:.0e}·|λ|max; "
-                     "use a smaller k or a smaller tol")
+        lines.append(
+            f"{op}: k reaches into the bulk at {len(at)} probe(s) (steps {shown}): "
+            f"the last eigenvalues are closer than {BULK_GAP * tol:.0e}·|λ|max; "
+            "use a smaller k or a smaller tol"
+        )
     return lines
 
 
@@ -164,17 +185,20 @@ def _strict_json(value: Any) -> Any:
 def summary_dict(trace: Trace) -> dict[str, Any]:
     """The summary as a dict that strict JSON can hold (NaN as ``None``, infinities as
     ``"inf"``): file, convention, operators, config, rows (:func:`probe_rows`) and
-    warnings (:func:`trace_warnings`)."""
-    return _strict_json({
-        "path": trace.path,
-        "convention": trace.meta.get("convention"),
-        "operators": list(trace.operators),
-        "players": list(trace.players),
-        "n_probes": len(trace),
-        "config": trace.meta.get("config", {}),
-        "probes": probe_rows(trace),
-        "warnings": trace_warnings(trace),
-    })
+    warnings (:func:`trace_warnings`).
+    """
+    return _strict_json(
+        {
+            "path": trace.path,
+            "convention": trace.meta.get("convention"),
+            "operators": list(trace.operators),
+            "players": list(trace.players),
+            "n_probes": len(trace),
+            "config": trace.meta.get("config", {}),
+            "probes": probe_rows(trace),
+            "warnings": trace_warnings(trace),
+        }
+    )
 
 
 def _number(x: float, digits: int = 4) -> str:
@@ -199,13 +223,17 @@ def format_summary(trace: Trace) -> str:
             if kind != "helmholtz":
                 line.append(f"{o['converged']}/{o['eigenvalues']}")
             line.append(str(o["n_matvec"]))
-            line += [_number(o[name], 7 if kind == "update" else 4)
-                     for name, _ in _COLUMNS.get(kind, ())]
+            line += [
+                _number(o[name], 7 if kind == "update" else 4) for name, _ in _COLUMNS.get(kind, ())
+            ]
         table.append(line)
     widths = [max(len(row[j]) for row in table) for j in range(len(header))]
-    text = [f"{trace.path}: {len(rows)} probe(s), operators {', '.join(ops)}; "
-            f"eigenvalues in the {trace.meta.get('convention', 'descent')} convention "
-            "(gradient flow stable where Re λ > 0)", ""]
+    text = [
+        f"{trace.path}: {len(rows)} probe(s), operators {', '.join(ops)}; "
+        f"eigenvalues in the {trace.meta.get('convention', 'descent')} convention "
+        "(gradient flow stable where Re λ > 0)",
+        "",
+    ]
     text += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
     warnings = trace_warnings(trace)
     text += ["", f"{len(warnings)} warning(s)" + (":" if warnings else "")]

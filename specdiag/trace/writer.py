@@ -27,7 +27,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import TraceError
-from .files import SWMR_LIBVER, open_h5, one_line, read_meta, unreadable
+from .files import SWMR_LIBVER, one_line, open_h5, read_meta, unreadable
 from .schema import (
     CHUNK_ROWS,
     CONVENTION,
@@ -60,7 +60,7 @@ def _fit_message(message: Any) -> bytes:
     data = str(message or "").encode("utf-8")
     if len(data) <= MESSAGE_BYTES:
         return data
-    return data[:MESSAGE_BYTES - 3].decode("utf-8", errors="ignore").encode("utf-8") + b"..."
+    return data[: MESSAGE_BYTES - 3].decode("utf-8", errors="ignore").encode("utf-8") + b"..."
 
 
 def _padded(values: Any, width: int, fill: Any, dtype: Any, what: str) -> np.ndarray:
@@ -68,7 +68,7 @@ def _padded(values: Any, width: int, fill: Any, dtype: Any, what: str) -> np.nda
     if array.size > width:
         raise ValueError(f"{what}: {array.size} values do not fit the trace's width {width}")
     row = np.full(width, fill, dtype=dtype)
-    row[:array.size] = array
+    row[: array.size] = array
     return row
 
 
@@ -123,12 +123,21 @@ class TraceWriter:
         A malformed operator, player or scalar specification.
     """
 
-    def __init__(self, path: PathLike, *, operators: Mapping[str, Mapping[str, Any]],
-                 players: Mapping[str, int], width: int, config: Optional[Mapping] = None,
-                 resume: bool = True, swmr: bool = False, locking: Optional[bool] = None,
-                 specdiag_version: str = __version__,
-                 versions: Optional[Mapping[str, str]] = None,
-                 resume_step: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        operators: Mapping[str, Mapping[str, Any]],
+        players: Mapping[str, int],
+        width: int,
+        config: Optional[Mapping] = None,
+        resume: bool = True,
+        swmr: bool = False,
+        locking: Optional[bool] = None,
+        specdiag_version: str = __version__,
+        versions: Optional[Mapping[str, str]] = None,
+        resume_step: Optional[int] = None,
+    ) -> None:
         self.path = os.fspath(path)
         if int(width) < 1:
             raise ValueError(f"width must be at least 1, got {width}")
@@ -140,12 +149,18 @@ class TraceWriter:
         self._purge_pending = True
         self._closed = False
         self._file: Optional[h5py.File] = None
-        all_versions = {"python": platform.python_version(), "numpy": np.__version__,
-                        "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
+        all_versions = {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "h5py": h5py.__version__,
+            "hdf5": h5py.version.hdf5_version,
+        }
         all_versions.update({str(k): str(v) for k, v in (versions or {}).items()})
-        attrs = {"specdiag_version": str(specdiag_version),
-                 "versions": json.dumps(all_versions),
-                 "config": json.dumps(dict(config or {}), default=repr)}
+        attrs = {
+            "specdiag_version": str(specdiag_version),
+            "versions": json.dumps(all_versions),
+            "config": json.dumps(dict(config or {}), default=repr),
+        }
 
         libver = SWMR_LIBVER if self.swmr else None
         if resume and os.path.exists(self.path):
@@ -154,12 +169,12 @@ class TraceWriter:
             f = self._create(libver)
         try:
             f.attrs.update(attrs)
-            if resume_step is not None:   # the run restarts here: later rows are stale now
+            if resume_step is not None:  # the run restarts here: later rows are stale now
                 self._purge(f, self._rows(f), int(resume_step))
                 self._purge_pending = False
             if self.swmr:
                 self._file = f
-                if self._rows(f) == 0:   # nothing to purge: readers may follow at once
+                if self._rows(f) == 0:  # nothing to purge: readers may follow at once
                     self._start_swmr()
         finally:
             if self._file is None:
@@ -187,22 +202,29 @@ class TraceWriter:
             except TraceError as error:
                 raise TraceError(f"{error}; {hint}") from None
             if meta.get("schema_version") != SCHEMA_VERSION:
-                raise TraceError(f"{self.path}: written with schema "
-                                 f"{meta.get('schema_version')}, this specdiag writes "
-                                 f"{SCHEMA_VERSION}; {hint}")
-            difference = layout_difference(meta["layout"], int(meta["width"]),
-                                            self._layout, self.width)
+                raise TraceError(
+                    f"{self.path}: written with schema "
+                    f"{meta.get('schema_version')}, this specdiag writes "
+                    f"{SCHEMA_VERSION}; {hint}"
+                )
+            difference = layout_difference(
+                meta["layout"], int(meta["width"]), self._layout, self.width
+            )
             if difference:
-                raise TraceError(f"{self.path}: cannot resume a trace of another layout "
-                                 f"({difference}); {hint}")
+                raise TraceError(
+                    f"{self.path}: cannot resume a trace of another layout ({difference}); {hint}"
+                )
             missing = [p for p in self._paths if not isinstance(f.get(p), h5py.Dataset)]
             if missing:
-                raise TraceError(f"{self.path}: damaged specdiag trace (no dataset "
-                                 f"{missing[0]!r}); {hint}")
+                raise TraceError(
+                    f"{self.path}: damaged specdiag trace (no dataset {missing[0]!r}); {hint}"
+                )
             if self.swmr and f.id.get_create_plist().get_version()[0] < 3:
-                raise TraceError(f"{self.path}: was not written with swmr=True, so it cannot "
-                                 f"be continued in SWMR mode; pass swmr=False, or "
-                                 f"resume=False to start a new trace")
+                raise TraceError(
+                    f"{self.path}: was not written with swmr=True, so it cannot "
+                    f"be continued in SWMR mode; pass swmr=False, or "
+                    f"resume=False to start a new trace"
+                )
         except BaseException:
             f.close()
             raise
@@ -211,25 +233,33 @@ class TraceWriter:
     def _create(self, libver: Any) -> h5py.File:
         f = self._open("w", libver)
         try:
-            f.attrs.update({
-                "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-                "convention": CONVENTION,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "layout": json.dumps(self._layout), "width": np.int64(self.width)})
+            f.attrs.update(
+                {
+                    "schema": SCHEMA,
+                    "schema_version": SCHEMA_VERSION,
+                    "convention": CONVENTION,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "layout": json.dumps(self._layout),
+                    "width": np.int64(self.width),
+                }
+            )
             for name, spec in self._layout["operators"].items():
                 group = f.create_group(name)
-                group.attrs.update({"kind": spec["kind"], "which": spec["which"],
-                                    "n": np.int64(spec["n"]),
-                                    "scalars": json.dumps(spec["scalars"])})
+                group.attrs.update(
+                    {
+                        "kind": spec["kind"],
+                        "which": spec["which"],
+                        "n": np.int64(spec["n"]),
+                        "scalars": json.dumps(spec["scalars"]),
+                    }
+                )
                 for column, (dtype, wide, description) in OPERATOR_COLUMNS.items():
-                    _create_dataset(group, column, dtype, self.width if wide else None,
-                                    description)
+                    _create_dataset(group, column, dtype, self.width if wide else None, description)
                 for scalar in spec["scalars"]:
                     _create_dataset(group, scalar, "f8", None, f"summary scalar {scalar}")
             losses = f.create_group(LOSS_GROUP)
             for player in self._layout["players"]:
-                _create_dataset(losses, player, "f8", None,
-                                f"loss of {player} on the probe batch")
+                _create_dataset(losses, player, "f8", None, f"loss of {player} on the probe batch")
             for column, (dtype, description) in PROBE_COLUMNS.items():
                 _create_dataset(f, column, dtype, None, description)
         except BaseException:
@@ -244,8 +274,9 @@ class TraceWriter:
             self._file.close()
             self._file = None
             self._closed = True
-            raise TraceError(f"{self.path}: cannot start SWMR writing "
-                             f"({one_line(error)})") from None
+            raise TraceError(
+                f"{self.path}: cannot start SWMR writing ({one_line(error)})"
+            ) from None
 
     # -- writing
 
@@ -262,53 +293,66 @@ class TraceWriter:
         ops = record.operators
         names = list(self._layout["operators"])
         if sorted(ops) != sorted(names):
-            raise ValueError(f"the record has operators {sorted(ops)}, the trace "
-                             f"{self.path} has {names}")
+            raise ValueError(
+                f"the record has operators {sorted(ops)}, the trace {self.path} has {names}"
+            )
         row: dict[str, Any] = {}
         for name, spec in self._layout["operators"].items():
             op = ops[name]
             for key in ("kind", "which"):
                 if spec[key] and getattr(op, key, spec[key]) != spec[key]:
-                    raise ValueError(f"operator {name!r}: record has {key} "
-                                     f"{getattr(op, key)!r}, the trace {spec[key]!r}")
+                    raise ValueError(
+                        f"operator {name!r}: record has {key} "
+                        f"{getattr(op, key)!r}, the trace {spec[key]!r}"
+                    )
             eig = np.asarray(op.eigenvalues, dtype=np.complex128).reshape(-1)
             what = f"operator {name!r}"
             unknown = set(op.scalars) - set(spec["scalars"])
             if unknown:
-                raise ValueError(f"{what}: scalars {sorted(unknown)} are not in the trace "
-                                 f"(it stores {spec['scalars']})")
-            row.update({
-                f"{name}/step": step,
-                f"{name}/batch_index": batch_index,
-                f"{name}/eig_real": _padded(eig.real, self.width, np.nan, np.float64, what),
-                f"{name}/eig_imag": _padded(eig.imag, self.width, np.nan, np.float64, what),
-                f"{name}/residual": _padded(op.residuals, self.width, np.nan, np.float64,
-                                            f"{what} residuals"),
-                f"{name}/converged": _padded(op.converged, self.width, False, np.bool_,
-                                             f"{what} converged"),
-                f"{name}/n_matvec": int(op.n_matvec),
-                f"{name}/wall_time": float(op.wall_time),
-                f"{name}/status": _status_code(op.status, what),
-                f"{name}/message": _fit_message(op.message),
-            })
+                raise ValueError(
+                    f"{what}: scalars {sorted(unknown)} are not in the trace "
+                    f"(it stores {spec['scalars']})"
+                )
+            row.update(
+                {
+                    f"{name}/step": step,
+                    f"{name}/batch_index": batch_index,
+                    f"{name}/eig_real": _padded(eig.real, self.width, np.nan, np.float64, what),
+                    f"{name}/eig_imag": _padded(eig.imag, self.width, np.nan, np.float64, what),
+                    f"{name}/residual": _padded(
+                        op.residuals, self.width, np.nan, np.float64, f"{what} residuals"
+                    ),
+                    f"{name}/converged": _padded(
+                        op.converged, self.width, False, np.bool_, f"{what} converged"
+                    ),
+                    f"{name}/n_matvec": int(op.n_matvec),
+                    f"{name}/wall_time": float(op.wall_time),
+                    f"{name}/status": _status_code(op.status, what),
+                    f"{name}/message": _fit_message(op.message),
+                }
+            )
             for scalar in spec["scalars"]:
                 row[f"{name}/{scalar}"] = float(op.scalars.get(scalar, np.nan))
         losses = dict(record.losses)
         unknown = set(losses) - set(self._layout["players"])
         if unknown:
-            raise ValueError(f"the record has losses of {sorted(unknown)}, which are not "
-                             f"players of the trace {self.path}")
+            raise ValueError(
+                f"the record has losses of {sorted(unknown)}, which are not "
+                f"players of the trace {self.path}"
+            )
         for player in self._layout["players"]:
             row[f"{LOSS_GROUP}/{player}"] = float(losses.get(player, np.nan))
         seed = getattr(record, "seed", None)
-        row.update({
-            "probe_batch_index": batch_index,
-            "probe_seed": -1 if seed is None else int(seed),
-            "probe_wall_time": float(record.wall_time),
-            "probe_build_time": float(record.build_time),
-            "probe_status": _status_code(record.status, "probe"),
-            "probe_step": step,
-        })
+        row.update(
+            {
+                "probe_batch_index": batch_index,
+                "probe_seed": -1 if seed is None else int(seed),
+                "probe_wall_time": float(record.wall_time),
+                "probe_build_time": float(record.build_time),
+                "probe_status": _status_code(record.status, "probe"),
+                "probe_step": step,
+            }
+        )
         return row
 
     def _purge(self, f: h5py.File, n: int, step: int) -> int:
@@ -317,7 +361,7 @@ class TraceWriter:
         kept = int(keep.sum())
         if kept == n:
             return n
-        compact = not keep[:kept].all()   # kept rows are not simply the first ones
+        compact = not keep[:kept].all()  # kept rows are not simply the first ones
         for p in self._paths:
             ds = f[p]
             if compact:
@@ -342,8 +386,9 @@ class TraceWriter:
                 with self._open("r+") as f:
                     self._append(f, row, step)
         except OSError as error:
-            raise TraceError(f"{self.path}: could not write the probe at step {step} "
-                             f"({one_line(error)})") from None
+            raise TraceError(
+                f"{self.path}: could not write the probe at step {step} ({one_line(error)})"
+            ) from None
 
     def _append(self, f: h5py.File, row: Mapping[str, Any], step: int) -> None:
         n = self._rows(f)
@@ -354,7 +399,7 @@ class TraceWriter:
                 self._start_swmr()
         for p, value in row.items():
             if p == "probe_step":
-                f.flush()   # every other dataset is on disk before the row is counted
+                f.flush()  # every other dataset is on disk before the row is counted
             ds = f[p]
             ds.resize(n + 1, axis=0)
             ds[n] = value
@@ -379,13 +424,18 @@ class TraceWriter:
         return f"TraceWriter({self.path!r}, mode={mode}, {state})"
 
 
-def _create_dataset(group: h5py.Group, name: str, dtype: Any, width: Optional[int],
-                    description: str) -> None:
-    shape, maxshape, chunks = ((0,), (None,), (CHUNK_ROWS,)) if width is None else \
-        ((0, width), (None, width), (CHUNK_ROWS, width))
+def _create_dataset(
+    group: h5py.Group, name: str, dtype: Any, width: Optional[int], description: str
+) -> None:
+    shape, maxshape, chunks = (
+        ((0,), (None,), (CHUNK_ROWS,))
+        if width is None
+        else ((0, width), (None, width), (CHUNK_ROWS, width))
+    )
     fill = np.nan if np.dtype(dtype).kind == "f" else None
-    ds = group.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks,
-                              dtype=dtype, fillvalue=fill)
+    ds = group.create_dataset(
+        name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=dtype, fillvalue=fill
+    )
     ds.attrs["description"] = description
     if name in ("status", "probe_status"):
         ds.attrs["flag_values"] = np.arange(len(STATUSES), dtype=np.int8)
