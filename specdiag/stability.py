@@ -45,10 +45,12 @@ from typing import Any
 
 import numpy as np
 
+from .registry import CLOSED_FORM_METHODS, UPDATE_METHODS
+
 __all__ = ["METHODS", "StepSizeBound", "update_eigenvalues", "update_radius", "max_stable_lr"]
 
 #: Methods whose update eigenvalues are closed-form functions of :math:`\eta\lambda`.
-METHODS = ("gd", "extragradient", "optimistic", "momentum")
+METHODS = CLOSED_FORM_METHODS
 
 #: Every root of the update polynomial lies outside the unit disc once :math:`|\eta\lambda|`
 #: exceeds this (GD and extragradient: 2, optimistic: 1, momentum: :math:`2 + |1 + \beta| \le 4`).
@@ -79,36 +81,11 @@ def _check_lr(lr: float) -> float:
     return float(lr)
 
 
-def _quadratic_roots(b: np.ndarray, c: complex | np.ndarray) -> np.ndarray:
-    r"""Both roots of :math:`\mu^2 + b\mu + c`, stacked on a new last axis.
-
-    The larger root comes from :math:`q = -(b + s)/2` with the sign of
-    :math:`s = \sqrt{b^2 - 4c}` that avoids cancellation, the other from :math:`c/q`.
-    """
-    s = np.sqrt(b * b - 4 * c + 0j)
-    s = np.where((np.conj(b) * s).real < 0, -s, s)
-    q = -(b + s) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        other = np.where(q == 0, 0, np.broadcast_to(c, q.shape) / np.where(q == 0, 1, q))
-    return np.stack([q, other], axis=-1)
-
-
 def _update_shifts(z: np.ndarray, method: str, beta: float) -> np.ndarray:
-    r""":math:`\nu = \mu - 1` for :math:`z = \eta\lambda`; shape ``z.shape + (m,)``, ``m`` = 1 or 2.
-
-    Working with :math:`\nu` keeps :math:`|\mu|^2 - 1 = 2\operatorname{Re}\nu + |\nu|^2`
-    accurate when :math:`\mu \approx 1` (small step sizes), where :math:`|\mu| - 1` itself
-    would be lost to round-off. Substituting :math:`\mu = 1 + \nu` in the quadratics gives
-    :math:`\nu^2 + (1 + 2z)\nu + z` (optimistic) and :math:`\nu^2 + (1 - \beta + z)\nu + z`
-    (momentum).
-    """
-    if method == "gd":
-        return (-z)[..., None]
-    if method == "extragradient":
-        return (z * z - z)[..., None]
-    if method == "optimistic":
-        return _quadratic_roots(1 + 2 * z, z)
-    return _quadratic_roots(1 - beta + z, z)
+    r""":math:`\nu = \mu - 1` for :math:`z = \eta\lambda` (see :mod:`specdiag.registry.methods`)."""
+    shifts = UPDATE_METHODS[method].shifts
+    assert shifts is not None  # _check_method admits closed forms only
+    return shifts(z, beta)
 
 
 def update_eigenvalues(

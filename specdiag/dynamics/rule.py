@@ -9,9 +9,10 @@ from typing import Any, Callable, Union
 import torch
 
 from ..game import GameJacobian
-from ..validation import positive
+from ..registry import update_method
+from ..validation import integer, positive
 from .preconditioner import optimizer_preconditioner
-from .updates import UPDATE_METHODS, UpdateOperator, update_operator
+from .updates import UpdateOperator, update_operator
 
 __all__ = ["UpdateRule", "Optimizers"]
 
@@ -33,7 +34,7 @@ class UpdateRule:
     Parameters
     ----------
     method : str
-        One of :data:`UPDATE_METHODS`.
+        One of :data:`specdiag.dynamics.UPDATE_METHODS`.
     lr : float or mapping of str to float
         The step size the run uses (one, or one per player).
     beta, gamma : float, optional
@@ -66,12 +67,8 @@ class UpdateRule:
     k: int = 3
 
     def __post_init__(self) -> None:
-        if self.method not in UPDATE_METHODS:
-            raise ValueError(
-                f"unknown update method {self.method!r}; choose one of {UPDATE_METHODS}"
-            )
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}")
+        update_method(self.method)
+        integer(self.k, "k", 1)
         lrs = self.lr.values() if isinstance(self.lr, Mapping) else [self.lr]
         for value in lrs:
             positive(value, "lr")
@@ -94,17 +91,17 @@ class UpdateRule:
 
     @property
     def closed_form(self) -> str | None:
-        """The :mod:`specdiag.stability` method that maps ``J``'s eigenvalues exactly to
-        ``∂T``'s, or ``None`` (alternating, consensus, per-player or preconditioned steps).
-        """
+        """The method's name when :mod:`specdiag.stability` maps ``J``'s eigenvalues
+        exactly to ``∂T``'s, else ``None`` (no closed form for the method, or per-player
+        or preconditioned steps)."""
         if self.optimizers is not None or isinstance(self.lr, Mapping):
             return None
-        return {
-            "gd": "gd",
-            "extragradient": "extragradient",
-            "optimistic": "optimistic",
-            "momentum": "momentum",
-        }.get(self.method)
+        return self.method if update_method(self.method).shifts is not None else None
+
+    @property
+    def augmented(self) -> bool:
+        """Whether the update operator acts on :math:`(x_t, x_{t-1})` (order :math:`2n`)."""
+        return update_method(self.method).augmented
 
     @property
     def step_size(self) -> float:

@@ -50,6 +50,7 @@ every method, alternating updates, per-player step sizes and preconditioners.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,6 +59,8 @@ import torch
 from ..game import Game, GameJacobian
 from ..linalg import eigs
 from ..linalg.operator import LinearOperator
+from ..registry import UPDATE_METHODS as METHOD_REGISTRY
+from ..registry import update_method
 from ..validation import positive, real
 
 __all__ = [
@@ -356,16 +359,8 @@ class ConsensusUpdate(UpdateOperator):
         return u - self.jacobian.rmatvec(w + self.gamma * self.jacobian.matvec(w))
 
 
-#: ``method`` names of :func:`update_operator`.
-UPDATE_METHODS = (
-    "gd",
-    "alternating_gd",
-    "extragradient",
-    "optimistic",
-    "momentum",
-    "alternating_momentum",
-    "consensus",
-)
+#: ``method`` names of :func:`update_operator` (the registry :mod:`specdiag.registry.methods`).
+UPDATE_METHODS = tuple(METHOD_REGISTRY)
 
 
 def update_operator(
@@ -383,7 +378,8 @@ def update_operator(
     Parameters
     ----------
     jacobian : GameJacobian
-    method : {"gd", "alternating_gd", "extragradient", "optimistic", "momentum", "alternating_momentum", "consensus"}
+    method : str
+        A name of :data:`UPDATE_METHODS` (see :mod:`specdiag.registry.methods`).
     lr : float or mapping of str to float
         One step size, or one per player.
     beta : float, optional
@@ -399,27 +395,23 @@ def update_operator(
     -------
     UpdateOperator
     """
-    if method not in UPDATE_METHODS:
-        raise ValueError(f"unknown update method {method!r}; choose one of {UPDATE_METHODS}")
-    momentum, alternating = method.endswith("momentum"), method.startswith("alternating")
-    for name, value, needed in (("beta", beta, momentum), ("gamma", gamma, method == "consensus")):
-        if needed and value is None:
+    entry = update_method(method)
+    given = {"beta": beta, "gamma": gamma}
+    for name, value in given.items():
+        if name in entry.parameters and value is None:
             raise ValueError(f"method {method!r} needs {name}")
-        if not needed and value is not None:
+        if name not in entry.parameters and value is not None:
             raise ValueError(f"method {method!r} takes no {name}")
-    if order is not None and not alternating:
+    if order is not None and not entry.alternating:
         raise ValueError(
             f"order is for alternating methods; method {method!r} updates all players at once"
         )
-    common: dict[str, Any] = {"preconditioner": preconditioner}
-    if method in ("gd", "alternating_gd"):
-        return GradientDescentUpdate(jacobian, lr, alternating=alternating, order=order, **common)
-    if momentum:
-        return MomentumUpdate(jacobian, lr, beta, alternating=alternating, order=order, **common)
-    if method == "consensus":
-        return ConsensusUpdate(jacobian, lr, gamma, **common)
-    cls = ExtragradientUpdate if method == "extragradient" else OptimisticUpdate
-    return cls(jacobian, lr, **common)
+    module, name = entry.operator.split(":")
+    cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    keywords: dict[str, Any] = {p: given[p] for p in entry.parameters}
+    if entry.alternating:
+        keywords["order"] = order
+    return cls(jacobian, lr, preconditioner=preconditioner, **keywords, **entry.options)
 
 
 def spectral_radius(operator: Any, **eigs_kwargs: Any) -> float:

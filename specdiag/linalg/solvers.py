@@ -1,11 +1,20 @@
-"""``eigs`` and ``eigsh``: the public eigensolvers, in scipy.sparse.linalg's vocabulary."""
+"""``eigs`` and ``eigsh``: the public eigensolvers, in scipy.sparse.linalg's vocabulary.
+
+Both build a :class:`~specdiag.linalg.options.SolverOptions` from their keywords and call
+:func:`solve`, the one entry point below them (the probes call it with their own
+options). :func:`solve` resolves the settings for the operator, picks the operator the
+iteration works on (the transpose when it is cheaper and only eigenvalues are asked
+for), and runs one of three paths: an exact dense solve for operators too small for a
+Krylov space, the Krylov–Schur iteration, or scipy's ARPACK as a reference. Every path
+returns an :class:`~specdiag.EigResult`.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -16,33 +25,29 @@ from .basis import KrylovBasis
 from .dense import assemble, dense_ritz
 from .krylov_schur import KrylovSchur, Ritz
 from .operator import as_operator
+from .options import DEFAULT_TOL, BasisOptions, SolverOptions, SolveSettings
 from .result import EigResult
-from .which import check_which
 
-__all__ = ["eigs", "eigsh", "DEFAULT_MAXITER"]
+__all__ = ["eigs", "eigsh", "solve"]
 
 logger = logging.getLogger("specdiag")
-
-#: Default largest number of restarts.
-DEFAULT_MAXITER = 300
-BACKENDS = ("krylov-schur", "arpack")
 
 
 def eigs(
     op: Any,
     k: int = 6,
     which: str = "LM",
-    tol: float = 1e-3,
-    ncv: int | None = None,
-    maxiter: int | None = None,
-    v0: torch.Tensor | None = None,
+    tol: float = DEFAULT_TOL,
+    ncv: Optional[int] = None,
+    maxiter: Optional[int] = None,
+    v0: Optional[torch.Tensor] = None,
     return_eigenvectors: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Optional[torch.Generator] = None,
     *,
-    max_matvecs: int | None = None,
+    max_matvecs: Optional[int] = None,
     backend: str = "krylov-schur",
-    basis_device: torch.device | str | None = None,
-    basis_dtype: torch.dtype | None = None,
+    basis_device: Optional[torch.device | str] = None,
+    basis_dtype: Optional[torch.dtype] = None,
     basis_group: Any = None,
 ) -> EigResult:
     r"""Top-``k`` eigenvalues of a real, non-symmetric, matrix-free operator.
@@ -109,22 +114,23 @@ def eigs(
         wanted eigenvalue converged, a :class:`~specdiag.ConvergenceWarning` is
         issued and ``converged`` says which did; no exception is raised.
     """
-    return _solve(
-        op,
-        symmetric=False,
+    options = SolverOptions(
         k=k,
         which=which,
         tol=tol,
         ncv=ncv,
         maxiter=maxiter,
-        v0=v0,
-        return_eigenvectors=return_eigenvectors,
-        generator=generator,
         max_matvecs=max_matvecs,
         backend=backend,
-        basis_device=basis_device,
-        basis_dtype=basis_dtype,
-        basis_group=basis_group,
+        basis=BasisOptions(basis_device, basis_dtype, basis_group),
+    )
+    return solve(
+        op,
+        options,
+        symmetric=False,
+        v0=v0,
+        generator=generator,
+        return_eigenvectors=return_eigenvectors,
     )
 
 
@@ -132,17 +138,17 @@ def eigsh(
     op: Any,
     k: int = 6,
     which: str = "LA",
-    tol: float = 1e-3,
-    ncv: int | None = None,
-    maxiter: int | None = None,
-    v0: torch.Tensor | None = None,
+    tol: float = DEFAULT_TOL,
+    ncv: Optional[int] = None,
+    maxiter: Optional[int] = None,
+    v0: Optional[torch.Tensor] = None,
     return_eigenvectors: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Optional[torch.Generator] = None,
     *,
-    max_matvecs: int | None = None,
+    max_matvecs: Optional[int] = None,
     backend: str = "krylov-schur",
-    basis_device: torch.device | str | None = None,
-    basis_dtype: torch.dtype | None = None,
+    basis_device: Optional[torch.device | str] = None,
+    basis_dtype: Optional[torch.dtype] = None,
     basis_group: Any = None,
 ) -> EigResult:
     r"""Top-``k`` eigenvalues of a real symmetric matrix-free operator.
@@ -169,175 +175,184 @@ def eigsh(
     meaningless results. Player Hessians (:class:`~specdiag.PlayerHessian`) are
     symmetric.
     """
-    return _solve(
-        op,
-        symmetric=True,
+    options = SolverOptions(
         k=k,
         which=which,
         tol=tol,
         ncv=ncv,
         maxiter=maxiter,
-        v0=v0,
-        return_eigenvectors=return_eigenvectors,
-        generator=generator,
         max_matvecs=max_matvecs,
         backend=backend,
-        basis_device=basis_device,
-        basis_dtype=basis_dtype,
-        basis_group=basis_group,
+        basis=BasisOptions(basis_device, basis_dtype, basis_group),
+    )
+    return solve(
+        op,
+        options,
+        symmetric=True,
+        v0=v0,
+        generator=generator,
+        return_eigenvectors=return_eigenvectors,
     )
 
 
-def _solve(
+def solve(
     op: Any,
+    options: SolverOptions,
     *,
     symmetric: bool,
-    k: int,
-    which: str,
-    tol: float,
-    ncv: int | None,
-    maxiter: int | None,
-    v0: torch.Tensor | None,
-    return_eigenvectors: bool,
-    generator: torch.Generator | None,
-    max_matvecs: int | None,
-    backend: str,
-    basis_device: torch.device | str | None,
-    basis_dtype: torch.dtype | None,
-    basis_group: Any,
+    v0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    return_eigenvectors: bool = False,
 ) -> EigResult:
+    """Eigenvalues of ``op`` with ``options``: :func:`eigs` (``symmetric=False``) or
+    :func:`eigsh` (``symmetric=True``) without the keyword interface.
+
+    Parameters are those of :func:`eigs`; ``options`` holds the solver settings.
+    Issues a :class:`~specdiag.ConvergenceWarning` when a wanted eigenvalue did not
+    converge.
+    """
     name = "eigsh" if symmetric else "eigs"
     op = as_operator(op, name)
-    n = op.shape[0]
-    which = check_which(which, symmetric)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise ValueError(f"{name}: k must be an integer with 1 <= k <= n = {n}, got {k!r}")
-    k = int(k)
-    if not isinstance(tol, (int, float)) or not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"{name}: tol must be a finite number >= 0, got {tol!r}")
-    eps = torch.finfo(op.dtype).eps
-    tol = float(tol) if tol > 0 else eps
-    min_ncv = k + 1 if symmetric else k + 2
-    if ncv is None:
-        ncv = max(2 * k + 1, 20)
-    elif not isinstance(ncv, (int, np.integer)) or ncv < min_ncv:
-        raise ValueError(
-            f"{name}: ncv must be an integer >= {min_ncv} (k + {min_ncv - k}) for k = {k}, got {ncv!r}"
-        )
-    ncv = int(min(ncv, n))
-    if maxiter is None:
-        maxiter = DEFAULT_MAXITER
-    elif not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
-        raise ValueError(f"{name}: maxiter must be a positive integer, got {maxiter!r}")
-    if max_matvecs is not None and (
-        not isinstance(max_matvecs, (int, np.integer)) or max_matvecs < 1
-    ):
-        raise ValueError(f"{name}: max_matvecs must be a positive integer, got {max_matvecs!r}")
-    budget = int(max_matvecs) if max_matvecs is not None else np.iinfo(np.int64).max
-    if backend not in BACKENDS:
-        raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
-    custom_basis = (
-        basis_device is not None or basis_dtype is not None or basis_group not in (None, False)
-    )
-    if custom_basis and backend == "arpack":
-        raise ValueError(
-            f"{name}: basis_device, basis_dtype and basis_group need backend='krylov-schur'"
-        )
-
+    settings = options.resolve(op.shape[0], op.dtype, symmetric=symmetric)
     transposed = bool(
         not symmetric and not return_eigenvectors and getattr(op, "prefer_transpose", False)
     )
     target = op.T if transposed else op
     if generator is None:
         generator = torch.Generator(device=op.device).manual_seed(0)
-    if v0 is None:
-        v0 = torch.randn(n, generator=generator, dtype=op.dtype, device=op.device)
-    else:
-        if not isinstance(v0, torch.Tensor) or tuple(v0.shape) != (n,):
-            raise ValueError(f"{name}: v0 must be a tensor of shape ({n},)")
-        v0 = v0.detach().to(device=op.device, dtype=op.dtype)
-    settings = dict(which=which, tol=tol, ncv=ncv, k_requested=k, transposed=transposed)
-    notes: list[str] = []
-    start = time.perf_counter()
-
-    if backend == "arpack":
-        if n <= min_ncv or k >= n - 1:
-            raise ValueError(f"{name}: ARPACK needs k < n - 1 and n > ncv; use the default backend")
-        raw = arpack_solve(
+    start = _start_vector(v0, op, generator, name)
+    if options.backend == "arpack":
+        result = arpack_solve(
             target,
+            settings,
             symmetric=symmetric,
-            k=k,
-            which=which,
-            tol=tol,
-            ncv=ncv,
-            maxiter=maxiter,
-            v0=v0,
+            v0=start,
             return_eigenvectors=return_eigenvectors,
+            transposed=transposed,
         )
-        vectors = None
-        if raw["vectors"] is not None:
-            vectors = torch.from_numpy(raw["vectors"]).to(op.device)
-        result = EigResult(
-            eigenvalues=torch.from_numpy(raw["values"]),
-            residuals=torch.from_numpy(raw["resid"]),
-            converged=torch.from_numpy(raw["converged"]),
-            n_matvec=raw["n_matvec"],
-            n_restarts=-1,
-            wall_time=raw["wall"],
-            backend="arpack",
-            eigenvectors=vectors,
-            **settings,
-        )
-        return _warn_unconverged(result, name)
-
-    if n <= ncv or k >= n - 1:
-        ritz = dense_ritz(
-            assemble(target.matvec, n, op.dtype, op.device),
+    else:
+        result = _krylov_schur(
+            target,
+            settings,
+            options.basis,
             symmetric=symmetric,
-            which=which,
-            k=k,
-            tol=tol,
+            v0=start,
+            generator=generator,
+            return_eigenvectors=return_eigenvectors,
+            transposed=transposed,
+        )
+    return _warn_unconverged(result, name)
+
+
+def _start_vector(
+    v0: Optional[torch.Tensor], op: Any, generator: torch.Generator, name: str
+) -> torch.Tensor:
+    """``v0`` on the operator's device and dtype, or a normal random vector."""
+    n = op.shape[0]
+    if v0 is None:
+        return torch.randn(n, generator=generator, dtype=op.dtype, device=op.device)
+    if not isinstance(v0, torch.Tensor) or tuple(v0.shape) != (n,):
+        raise ValueError(f"{name}: v0 must be a tensor of shape ({n},)")
+    return v0.detach().to(device=op.device, dtype=op.dtype)
+
+
+def _krylov_schur(
+    op: Any,
+    s: SolveSettings,
+    basis: BasisOptions,
+    *,
+    symmetric: bool,
+    v0: torch.Tensor,
+    generator: torch.Generator,
+    return_eigenvectors: bool,
+    transposed: bool,
+) -> EigResult:
+    """The Krylov–Schur iteration, or an exact dense solve when ``n <= ncv`` or
+    ``k >= n - 1`` (a Krylov space cannot be built)."""
+    n = op.shape[0]
+    start = time.perf_counter()
+    eps = torch.finfo(op.dtype).eps
+    notes: list[str] = []
+    solver = None
+    if n <= s.ncv or s.k >= n - 1:
+        ritz = dense_ritz(
+            assemble(op.matvec, n, op.dtype, op.device),
+            symmetric=symmetric,
+            which=s.which,
+            k=s.k,
+            tol=s.tol,
             eps=eps,
         )
-        n_matvec, n_restarts, stop, solver = n, 0, "converged", None
+        n_matvec, n_restarts, stop = n, 0, "converged"
         notes.append(f"solved exactly: n = {n} <= ncv or k >= n - 1 ({n} products, dense LAPACK)")
     else:
         solver = KrylovSchur(
-            target.matvec,
+            op.matvec,
             n,
             op.dtype,
             op.device,
-            k=k,
-            which=which,
-            tol=tol,
-            ncv=ncv,
-            maxiter=maxiter,
-            max_matvecs=budget,
+            k=s.k,
+            which=s.which,
+            tol=s.tol,
+            ncv=s.ncv,
+            maxiter=s.maxiter,
+            max_matvecs=s.budget,
             v0=v0,
             generator=generator,
             symmetric=symmetric,
             basis=KrylovBasis(
-                ncv + 1,
+                s.ncv + 1,
                 n,
                 op.dtype,
                 op.device,
-                storage_dtype=basis_dtype,
-                storage_device=basis_device,
-                group=basis_group,
+                storage_dtype=basis.dtype,
+                storage_device=basis.device,
+                group=basis.group,
             )
-            if custom_basis
+            if basis.custom
             else None,
         )
         ritz, stop = solver.run()
         n_matvec, n_restarts = solver.n_matvec, solver.n_restarts
-
     positions = _wanted_positions(ritz)
-    values = ritz.lam[positions]
-    if len(values) > k:
-        notes.append(
-            f"returned {len(values)} eigenvalues for k = {k}: the k-th is one of a complex-conjugate pair, kept whole"
+    notes += _notes(ritz, s, stop, len(positions))
+    vectors = None
+    if return_eigenvectors:
+        vectors = (
+            _dense_vectors(ritz, positions, op, symmetric)
+            if solver is None
+            else solver.ritz_vectors(ritz, positions)
         )
-        logger.info("%s: %s", name, notes[-1])
+    block_of = {st + i: bi for bi, (st, size) in enumerate(ritz.blocks) for i in range(size)}
+    converged = np.array([ritz.block_converged[block_of[p]] for p in positions], dtype=bool)
+    values = ritz.lam[positions]
+    return EigResult(
+        eigenvalues=torch.from_numpy(values.real.copy() if symmetric else values.copy()),
+        residuals=torch.from_numpy(ritz.resid[positions].astype(np.float64)),
+        converged=torch.from_numpy(converged),
+        n_matvec=n_matvec,
+        n_restarts=n_restarts,
+        wall_time=time.perf_counter() - start,
+        which=s.which,
+        tol=s.tol,
+        ncv=s.ncv,
+        backend="krylov-schur",
+        k_requested=s.k,
+        transposed=transposed,
+        eigenvectors=vectors,
+        notes=tuple(notes),
+    )
+
+
+def _notes(ritz: Ritz, s: SolveSettings, stop: str, returned: int) -> list[str]:
+    """What the caller should know about a Krylov–Schur solve."""
+    notes = []
+    if returned > s.k:
+        notes.append(
+            f"returned {returned} eigenvalues for k = {s.k}: the k-th is one of a "
+            "complex-conjugate pair, kept whole"
+        )
+        logger.info("%s", notes[-1])
     if ritz.unresolved:
         notes.append(
             "which='LI' reached real eigenvalues; complex eigenvalues with small imaginary "
@@ -345,34 +360,18 @@ def _solve(
             "converged: ask for fewer or raise ncv"
         )
     if stop == "budget":
-        notes.append(f"stopped at the product budget max_matvecs = {max_matvecs}")
+        notes.append(f"stopped at the product budget max_matvecs = {s.max_matvecs}")
     elif stop == "maxiter":
-        notes.append(f"stopped after maxiter = {maxiter} restarts")
-    block_of = {s + i: bi for bi, (s, size) in enumerate(ritz.blocks) for i in range(size)}
-    converged = np.array([ritz.block_converged[block_of[p]] for p in positions], dtype=bool)
-    vectors = None
-    if return_eigenvectors:
-        if solver is None:
-            vec = ritz.X[:, positions]
-            vectors = torch.from_numpy(vec.real if symmetric else vec)
-            vectors = vectors.to(
-                device=op.device, dtype=op.dtype if symmetric else _complex_of(op.dtype)
-            )
-        else:
-            vectors = solver.ritz_vectors(ritz, positions)
-    result = EigResult(
-        eigenvalues=torch.from_numpy(values.real.copy() if symmetric else values.copy()),
-        residuals=torch.from_numpy(ritz.resid[positions].astype(np.float64)),
-        converged=torch.from_numpy(converged),
-        n_matvec=n_matvec,
-        n_restarts=n_restarts,
-        wall_time=time.perf_counter() - start,
-        backend="krylov-schur",
-        eigenvectors=vectors,
-        notes=tuple(notes),
-        **settings,
-    )
-    return _warn_unconverged(result, name)
+        notes.append(f"stopped after maxiter = {s.maxiter} restarts")
+    return notes
+
+
+def _dense_vectors(ritz: Ritz, positions: list[int], op: Any, symmetric: bool) -> torch.Tensor:
+    """The unit eigenvectors of a dense solve, on the operator's device."""
+    vec = ritz.X[:, positions]
+    vectors = torch.from_numpy(vec.real.copy() if symmetric else vec)
+    complex_dtype = torch.complex64 if op.dtype == torch.float32 else torch.complex128
+    return vectors.to(device=op.device, dtype=op.dtype if symmetric else complex_dtype)
 
 
 def _wanted_positions(ritz: Ritz) -> list[int]:
@@ -386,10 +385,6 @@ def _wanted_positions(ritz: Ritz) -> list[int]:
             plus = s if ritz.lam[s].imag > 0 else s + 1
             positions.extend([plus, 2 * s + 1 - plus])
     return positions
-
-
-def _complex_of(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex64 if dtype == torch.float32 else torch.complex128
 
 
 def _warn_unconverged(result: EigResult, name: str) -> EigResult:

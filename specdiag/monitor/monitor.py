@@ -19,21 +19,24 @@ and optimiser state, bit for bit, as the run without it.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Callable
+from typing import Any, Optional
 
 import torch
 
 from ..dynamics import UpdateRule
 from ..errors import ProbeWarning, TraceError, user_stacklevel
 from ..game import Game
-from ..probing import ProbeRecord, probe
-from ..probing.distributed import all_agree, check_share, resolve_group
-from ..probing.plan import check_settings, plan_operators
+from ..linalg.options import DEFAULT_TOL, BasisOptions
+from ..probing import ProbeOptions, ProbeRecord
+from ..probing.core import run_probe
+from ..probing.distributed import ProbeGroup, all_agree, resolve_group
+from ..probing.options import DEFAULT_K
+from ..probing.plan import SPECTRA, Plan, plan_operators
 from ..trace import TraceWriter
+from .batches import ProbeBatches, check_metadata
 from .schedules import Schedule, as_schedule, schedule_config
 
 __all__ = ["SpectrumMonitor"]
@@ -166,99 +169,113 @@ class SpectrumMonitor:
         path: str | os.PathLike[str],
         *,
         every: int | Iterable[int] | Schedule = 1000,
-        k: int = 10,
-        operators: Sequence[str] | None = None,
+        k: int = DEFAULT_K,
+        operators: Optional[Sequence[str]] = None,
         which: str | Mapping[str, str] | None = None,
-        tol: float = 1e-3,
-        ncv: int | None = None,
-        maxiter: int | None = None,
-        max_matvecs: int | None = None,
+        tol: float = DEFAULT_TOL,
+        ncv: Optional[int] = None,
+        maxiter: Optional[int] = None,
+        max_matvecs: Optional[int] = None,
         probe_batch: Any = None,
-        probe_batches: Sequence[Any] | None = None,
-        seed: int | None = 0,
+        probe_batches: Optional[Sequence[Any]] = None,
+        seed: Optional[int] = 0,
         on_error: str = "warn",
         summary_writer: Any = None,
         resume: bool = True,
-        resume_step: int | None = None,
+        resume_step: Optional[int] = None,
         swmr: bool = False,
-        locking: bool | None = None,
+        locking: Optional[bool] = None,
         backend: str = "krylov-schur",
-        metadata: Mapping[str, Any] | None = None,
+        metadata: Optional[Mapping[str, Any]] = None,
         distributed: bool | Any | None = None,
-        shard_weight: float | None = None,
+        shard_weight: Optional[float] = None,
         basis_device: torch.device | str | None = None,
-        basis_dtype: torch.dtype | None = None,
+        basis_dtype: Optional[torch.dtype] = None,
         shard_basis: bool = False,
-        update: UpdateRule | None = None,
-        helmholtz: int | None = None,
+        update: Optional[UpdateRule] = None,
+        helmholtz: Optional[int] = None,
     ) -> None:
         if not isinstance(game, Game):
             raise TypeError(f"game must be a specdiag.Game, got {type(game).__name__}")
-        check_settings(k, tol, ncv, maxiter, max_matvecs, seed, on_error, backend)
-        plans = plan_operators(game, operators, which, int(k), update, helmholtz)
-        spectra = [p for p in plans if p.kind in ("jacobian", "hessian")]
-        self.schedule = as_schedule(every)
-        self._due = self.schedule.due
-        self._batches, batch_mode = _batch_source(probe_batch, probe_batches)
-        if summary_writer is not None and not callable(getattr(summary_writer, "add_scalar", None)):
-            raise TypeError(
-                "summary_writer must have an add_scalar(tag, value, global_step) method "
-                f"(e.g. torch.utils.tensorboard.SummaryWriter), got {type(summary_writer).__name__}"
-            )
-        self.game = game
-        self.path = os.fspath(path)
-        self.last: ProbeRecord | None = None
-        self._summary_writer = summary_writer
-        self._on_error = on_error
-        check_share(shard_weight)
         group = resolve_group(distributed)
-        self._probe_kwargs = dict(
-            k=int(k),
-            operators=[p.name for p in spectra],
-            which={p.name: p.which for p in spectra},
+        self.options = ProbeOptions.build(
+            k=k,
+            operators=operators,
+            which=which,
             tol=tol,
             ncv=ncv,
             maxiter=maxiter,
             max_matvecs=max_matvecs,
+            backend=backend,
+            basis=BasisOptions(basis_device, basis_dtype),
             seed=seed,
             on_error=on_error,
-            backend=backend,
-        )
-        config = {
-            "every": schedule_config(self.schedule),
-            "probe_batch": batch_mode,
-            "resume": bool(resume),
-            "swmr": bool(swmr),
-            **self._probe_kwargs,
-            "metadata": _check_metadata(metadata),
-            "world_size": 1 if group is None else group.world_size,
-            "basis": {
-                "device": None if basis_device is None else str(basis_device),
-                "dtype": None if basis_dtype is None else str(basis_dtype),
-                "sharded": bool(shard_basis and group is not None),
-            },
-            "update": None if update is None else update.config(),
-            "helmholtz": helmholtz,
-        }
-        self._probe_kwargs.update(
             distributed=False if group is None else group.group or True,
             shard_weight=shard_weight,
-            basis_device=basis_device,
-            basis_dtype=basis_dtype,
             shard_basis=shard_basis,
             update=update,
             helmholtz=helmholtz,
         )
-        self._writer: TraceWriter | None = None
+        self._plans = plan_operators(game, self.options)
+        self.schedule = as_schedule(every)
+        self._due = self.schedule.due
+        self._batches = ProbeBatches(probe_batch, probe_batches)
+        self._summary_writer = _checked_writer(summary_writer)
+        self.game = game
+        self.path = os.fspath(path)
+        self.last: Optional[ProbeRecord] = None
         self._closed = False
-        error: Exception | None = None
+        config = self._config(resume=resume, swmr=swmr, metadata=metadata, group=group)
+        self._writer = self._open_trace(
+            group,
+            config=config,
+            resume=resume,
+            swmr=swmr,
+            locking=locking,
+            resume_step=resume_step,
+        )
+
+    def _config(
+        self,
+        *,
+        resume: bool,
+        swmr: bool,
+        metadata: Optional[Mapping[str, Any]],
+        group: Optional[ProbeGroup],
+    ) -> dict[str, Any]:
+        """The monitor's settings as the trace's ``config`` attribute stores them."""
+        spectra = [p for p in self._plans if p.kind in SPECTRA]
+        return {
+            "every": schedule_config(self.schedule),
+            "probe_batch": self._batches.mode,
+            "resume": bool(resume),
+            "swmr": bool(swmr),
+            **self.options.config(),
+            "operators": [p.name for p in spectra],
+            "which": {p.name: p.which for p in spectra},
+            "metadata": check_metadata(metadata),
+            "world_size": 1 if group is None else group.world_size,
+        }
+
+    def _open_trace(
+        self,
+        group: Optional[ProbeGroup],
+        *,
+        config: dict[str, Any],
+        resume: bool,
+        swmr: bool,
+        locking: Optional[bool],
+        resume_step: Optional[int],
+    ) -> Optional[TraceWriter]:
+        """The trace writer (rank 0 only); every rank raises when rank 0 could not open it."""
+        writer, error = None, None
         if group is None or group.rank == 0:
             try:
-                self._writer = TraceWriter(
+                writer = TraceWriter(
                     self.path,
-                    operators={p.name: {"kind": p.kind, "which": p.which, "n": p.n} for p in plans},
-                    players=game.sizes,
-                    width=int(k) + 1,
+                    operators=_layout(self._plans),
+                    players=self.game.sizes,
+                    width=self.options.k + 1,
                     config=config,
                     resume=resume,
                     swmr=swmr,
@@ -268,7 +285,7 @@ class SpectrumMonitor:
                 )
             except Exception as exc:  # re-raised below, once every rank knows
                 error = exc
-        if group is not None and not all_agree(group, error is None, game.device):
+        if group is not None and not all_agree(group, error is None, self.game.device):
             self._closed = True
             if error is None:
                 raise TraceError(
@@ -276,6 +293,7 @@ class SpectrumMonitor:
                 )
         if error is not None:
             raise error
+        return writer
 
     def due(self, step: int) -> bool:
         """Whether the schedule probes at ``step``."""
@@ -309,8 +327,13 @@ class SpectrumMonitor:
         records: list[ProbeRecord] = []
         try:
             for index, probe_batch in enumerate(self._batches(step, batch)):
-                record = probe(
-                    self.game, probe_batch, step=step, batch_index=index, **self._probe_kwargs
+                record = run_probe(
+                    self.game,
+                    probe_batch,
+                    self.options,
+                    step=step,
+                    batch_index=index,
+                    plans=self._plans,
                 )
                 self._write(record)
                 records.append(record)
@@ -318,16 +341,21 @@ class SpectrumMonitor:
         except BaseException:
             self.close()
             raise
-        if self._summary_writer is not None and self._writer is not None:
-            several = len(records) > 1
-            for record in records:
-                suffix = f"/batch{record.batch_index}" if several else ""
-                for name, op in record.items():
-                    for scalar, value in op.scalars.items():
-                        self._summary_writer.add_scalar(
-                            f"specdiag/{name}/{scalar}{suffix}", value, step
-                        )
+        self._log_scalars(records, step)
         return records
+
+    def _log_scalars(self, records: list[ProbeRecord], step: int) -> None:
+        """Every record's scalars to the summary writer (rank 0 only)."""
+        if self._summary_writer is None or self._writer is None:
+            return
+        several = len(records) > 1
+        for record in records:
+            suffix = f"/batch{record.batch_index}" if several else ""
+            for name, op in record.items():
+                for scalar, value in op.scalars.items():
+                    self._summary_writer.add_scalar(
+                        f"specdiag/{name}/{scalar}{suffix}", value, step
+                    )
 
     def _write(self, record: ProbeRecord) -> None:
         if self._writer is None:  # a rank other than 0 of a distributed probe
@@ -335,9 +363,9 @@ class SpectrumMonitor:
         try:
             self._writer.write(record)
         except TraceError as error:
-            if self._on_error == "raise":
+            if self.options.on_error == "raise":
                 raise
-            if self._on_error == "warn":
+            if self.options.on_error == "warn":
                 warnings.warn(
                     f"specdiag: the probe at step {record.step} was not recorded: {error}",
                     ProbeWarning,
@@ -352,6 +380,7 @@ class SpectrumMonitor:
 
     @property
     def closed(self) -> bool:
+        """Whether the monitor is closed."""
         return self._closed
 
     def __enter__(self) -> SpectrumMonitor:
@@ -365,47 +394,17 @@ class SpectrumMonitor:
         return f"SpectrumMonitor({self.path!r}, every={self.schedule!r}, {state})"
 
 
-def _batch_source(
-    probe_batch: Any, probe_batches: Sequence[Any] | None
-) -> tuple[Callable[[int, Any], list[Any]], str]:
-    """``batches(step, current) -> [batch, ...]`` for a probe, and a description."""
-    if probe_batches is not None:
-        if probe_batch is not None:
-            raise ValueError("pass probe_batch or probe_batches, not both")
-        if isinstance(probe_batches, (str, bytes)) or not isinstance(probe_batches, Iterable):
-            raise TypeError(
-                f"probe_batches must be a sequence of batches, got {type(probe_batches).__name__}"
-            )
-        fixed = list(probe_batches)
-        if not fixed:
-            raise ValueError("probe_batches is empty; give at least one batch")
-        return (lambda step, current: fixed), f"{len(fixed)} fixed batches"
-    if isinstance(probe_batch, str):
-        if probe_batch != "current":
-            raise ValueError(
-                f"probe_batch={probe_batch!r}: the only string accepted is 'current' (the batch "
-                "passed to step()); pass a batch, a callable probe_batch(step) or None"
-            )
-        probe_batch = None
-    if probe_batch is None:
-        return (lambda step, current: [current]), "current"
-    if callable(probe_batch):
-        source = probe_batch
-        return (
-            lambda step, current: [source(step)]
-        ), f"callable {getattr(source, '__name__', repr(source))}"
-    return (lambda step, current: [probe_batch]), "fixed"
+def _layout(plans: list[Plan]) -> dict[str, dict[str, Any]]:
+    """The trace's operators: kind, which and order of every planned solve."""
+    return {p.name: {"kind": p.kind, "which": p.which, "n": p.n} for p in plans}
 
 
-def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``metadata`` as a plain dict that JSON can store, or a TypeError saying why not."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
-    try:
-        return json.loads(json.dumps(dict(metadata), allow_nan=True))
-    except (TypeError, ValueError) as error:
+def _checked_writer(summary_writer: Any) -> Any:
+    """``summary_writer`` if it has ``add_scalar``, else a TypeError."""
+    if summary_writer is not None and not callable(getattr(summary_writer, "add_scalar", None)):
         raise TypeError(
-            f"metadata must hold JSON values (str, numbers, bools, None, lists, dicts): {error}"
-        ) from None
+            "summary_writer must have an add_scalar(tag, value, global_step) method "
+            "(e.g. torch.utils.tensorboard.SummaryWriter), got "
+            f"{type(summary_writer).__name__}"
+        )
+    return summary_writer

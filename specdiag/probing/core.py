@@ -32,71 +32,51 @@ missing for a player, a loss that is not a scalar) are bugs and always raise.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
-import numpy as np
 import torch
 
-from ..dynamics import UpdateRule, helmholtz_split
-from ..errors import (
-    ConvergenceWarning,
-    LossClosureError,
-    NonFiniteError,
-    ProbeWarning,
-    user_stacklevel,
-)
-from ..game import Game, GameField, GameJacobian, PlayerHessian
-from ..linalg import eigs, eigsh
-from ..linalg.operator import LinearOperator
-from ..stability import max_stable_lr
-from .distributed import (
-    AveragedOperator,
-    ProbeGroup,
-    agree,
-    check_device,
-    check_share,
-    resolve_group,
-)
+from ..dynamics import UpdateRule
+from ..errors import LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
+from ..game import Game, GameField
+from ..linalg.options import DEFAULT_TOL, BasisOptions
+from .distributed import agree, check_device, check_share, resolve_group
 from .isolation import untouched
 from .memory import probe_memory
-from .plan import Plan, check_settings, plan_operators
+from .options import DEFAULT_K, ProbeOptions
+from .plan import Plan, plan_operators
 from .records import OperatorRecord, ProbeRecord
-from .scalars import SCALARS, spectrum_scalars
+from .solves import ProbeContext, describe, failed_record, solve_plan
 
-__all__ = ["probe"]
-
-#: Float32 products resolve relative residuals down to about this.
-_RESIDUAL_FLOOR = 1e-6
+__all__ = ["probe", "run_probe"]
 
 
 def probe(
     game: Game,
     batch: Any = None,
     *,
-    k: int = 10,
-    operators: Sequence[str] | None = None,
+    k: int = DEFAULT_K,
+    operators: Optional[Sequence[str]] = None,
     which: str | Mapping[str, str] | None = None,
-    tol: float = 1e-3,
-    ncv: int | None = None,
-    maxiter: int | None = None,
-    max_matvecs: int | None = None,
-    seed: int | None = 0,
+    tol: float = DEFAULT_TOL,
+    ncv: Optional[int] = None,
+    maxiter: Optional[int] = None,
+    max_matvecs: Optional[int] = None,
+    seed: Optional[int] = 0,
     on_error: str = "warn",
-    step: int | None = None,
+    step: Optional[int] = None,
     batch_index: int = 0,
     backend: str = "krylov-schur",
     distributed: bool | Any | None = None,
-    shard_weight: float | None = None,
+    shard_weight: Optional[float] = None,
     basis_device: torch.device | str | None = None,
-    basis_dtype: torch.dtype | None = None,
+    basis_dtype: Optional[torch.dtype] = None,
     shard_basis: bool = False,
-    update: UpdateRule | None = None,
-    helmholtz: int | None = None,
+    update: Optional[UpdateRule] = None,
+    helmholtz: Optional[int] = None,
 ) -> ProbeRecord:
     r"""Probe the spectra of a game's operators at the current parameters.
 
@@ -203,359 +183,189 @@ def probe(
     >>> round(rec["jacobian"].scalars["min_real"], 6)
     0.15
     """
-    check_settings(k, tol, ncv, maxiter, max_matvecs, seed, on_error, backend)
-    plans = plan_operators(game, operators, which, int(k), update, helmholtz)
-    share = check_share(shard_weight)
-    group = resolve_group(distributed)
+    options = ProbeOptions.build(
+        k=k,
+        operators=operators,
+        which=which,
+        tol=tol,
+        ncv=ncv,
+        maxiter=maxiter,
+        max_matvecs=max_matvecs,
+        backend=backend,
+        basis=BasisOptions(basis_device, basis_dtype),
+        seed=seed,
+        on_error=on_error,
+        distributed=distributed,
+        shard_weight=shard_weight,
+        shard_basis=shard_basis,
+        update=update,
+        helmholtz=helmholtz,
+    )
+    return run_probe(game, batch, options, step=step, batch_index=batch_index)
+
+
+class _Failure(NamedTuple):
+    """Why no solve of a probe can run: a status, a message and the exception."""
+
+    status: str
+    message: str
+    exception: Exception
+
+
+def run_probe(
+    game: Game,
+    batch: Any,
+    options: ProbeOptions,
+    *,
+    step: Optional[int] = None,
+    batch_index: int = 0,
+    plans: Optional[list[Plan]] = None,
+) -> ProbeRecord:
+    """:func:`probe` with its settings in ``options`` (``plans``: from
+    :func:`~specdiag.probing.plan.plan_operators`, when already made)."""
+    plans = plan_operators(game, options) if plans is None else plans
+    group = resolve_group(options.distributed)
     if group is not None:
         check_device(group, game.device)
+    ctx = ProbeContext(options, group)
     start = time.perf_counter()
     problems: list[str] = []
-    records: dict[str, OperatorRecord] = {}
-    losses = dict.fromkeys(game.player_names, float("nan"))
     with untouched(game) as moved:
-        field_seed = seed if group is None or seed is None else seed + group.rank
-        field_, failure = _build_field(game, batch, field_seed)
-        build_time = time.perf_counter() - start
-        shard = shard_basis and group is not None
-        if failure is None:
-            failure = _memory_failure(
-                game,
-                plans,
-                ncv=ncv,
-                basis_device=basis_device,
-                basis_dtype=basis_dtype,
-                world_size=1 if group is None else group.world_size,
-                shard_basis=shard,
-                update=None if update is None else update.method,
-            )
+        field, failure, build_time = _build(game, batch, plans, ctx)
         own_failure = failure is not None
-        weight = 1.0
-        if field_ is not None:
-            losses = dict(field_.losses)
-        if group is not None:
-            agreement = agree(
-                group, failure[0] if failure else "ok", share, list(losses.values()), game.device
-            )
-            weight = agreement.weight
-            others = {r: s for r, s in agreement.failed.items() if r != group.rank}
-            losses = (
-                dict.fromkeys(game.player_names, float("nan"))
-                if agreement.failed
-                else dict(zip(game.player_names, agreement.losses))
-            )
-            if failure is None and others:
-                failure = _failed_elsewhere(others)
+        losses = _agreed_losses(game, field, failure, ctx)
+        if failure is None and ctx.group is not None and ctx.failed_elsewhere:
+            failure = _failed_elsewhere(ctx.failed_elsewhere)
         if failure is not None:
-            status, message, exc = failure
-            if on_error == "raise":
-                raise exc
-            records = {p.name: _failed(p, status, message, 0, 0.0) for p in plans}
-            what = "the probe was refused" if isinstance(exc, MemoryError) else "the losses failed"
-            problems.append(f"{what} ({status}): {message}")
+            if options.on_error == "raise":
+                raise failure.exception
+            records = {p.name: failed_record(p, failure.status, failure.message) for p in plans}
+            what = (
+                "the probe was refused"
+                if isinstance(failure.exception, MemoryError)
+                else "the losses failed"
+            )
+            problems.append(f"{what} ({failure.status}): {failure.message}")
         else:
-            for plan in plans:
-                settings = dict(
-                    tol=tol,
-                    ncv=ncv,
-                    maxiter=maxiter,
-                    max_matvecs=max_matvecs,
-                    seed=seed,
-                    backend=backend,
-                    on_error=on_error,
-                    group=group,
-                    weight=weight,
-                    basis=dict(
-                        basis_device=basis_device,
-                        basis_dtype=basis_dtype,
-                        basis_group=(group.group or True) if shard else None,
-                    ),
-                )
-                if plan.kind in ("update", "helmholtz"):
-                    records[plan.name] = _probe_dynamics(
-                        field_, plan, records.get("jacobian"), update, helmholtz, **settings
-                    )
-                else:
-                    records[plan.name] = _solve(field_, plan, **settings)
-            problems.extend(
+            assert field is not None
+            records = _solve_all(field, plans, ctx)
+            problems += [
                 f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
                 for r in records.values()
                 if r.status != "ok"
-            )
-        del field_
-    message = ""
-    if moved:
-        message = (
-            f"the losses closure changed parameter(s) in place ({', '.join(moved)}); a probe "
-            "cannot undo that: compute the losses without modifying the parameters"
-        )
+            ]
+        del field
+    message = _moved_message(moved)
+    if message:
         problems.append(message)
-    status = next((r.status for r in records.values() if r.status != "ok"), "ok")
     record = ProbeRecord(
         step=None if step is None else int(step),
         batch_index=int(batch_index),
-        seed=None if seed is None else int(seed),
+        seed=options.seed,
         losses=losses,
         wall_time=time.perf_counter() - start,
         build_time=build_time,
-        status=status,
+        status=next((r.status for r in records.values() if r.status != "ok"), "ok"),
         operators=records,
         message=message,
     )
     # Under torch.distributed rank 0 speaks for the group; other ranks only of their own failures.
-    speaks = group is None or group.rank == 0 or own_failure or bool(moved)
-    if problems and on_error != "ignore" and speaks:
-        where = "probe" if step is None else f"probe at step {step}"
-        if batch_index:
-            where += f" (batch {batch_index})"
-        warnings.warn(
-            f"specdiag {where}: " + "; ".join(problems),
-            ProbeWarning,
-            stacklevel=user_stacklevel(),
-        )
+    if group is None or group.rank == 0 or own_failure or bool(moved):
+        _warn(record, problems, options.on_error)
     return record
 
 
-def _solve(
-    field_: GameField,
-    plan: Plan,
-    *,
-    tol: float,
-    ncv: int | None,
-    maxiter: int | None,
-    max_matvecs: int | None,
-    seed: int | None,
-    backend: str,
-    on_error: str,
-    group: ProbeGroup | None,
-    weight: float,
-    basis: Mapping[str, Any],
-    op: LinearOperator | None = None,
-) -> OperatorRecord:
-    """One operator's solve on the probe's field, failures recorded; with a ``group``
-    the products are averaged over its ranks with this rank's ``weight``. ``op`` is the
-    operator (default: the plan's Jacobian or Hessian).
-    """
-    solver = eigsh if plan.kind == "hessian" else eigs
-    if op is None:
-        op = (
-            GameJacobian.from_field(field_)
-            if plan.kind == "jacobian"
-            else PlayerHessian.from_field(field_, plan.name)
-        )
-    if group is not None:
-        op = AveragedOperator(op, group, weight)
-    generator = torch.Generator(device=op.device).manual_seed(0 if seed is None else int(seed))
+def _build(
+    game: Game, batch: Any, plans: list[Plan], ctx: ProbeContext
+) -> tuple[Optional[GameField], Optional[_Failure], float]:
+    """The probe's field, or why there is none (the losses failed, or the solves would
+    not fit in memory), and the seconds spent building it."""
     start = time.perf_counter()
+    seed = ctx.options.seed
+    if ctx.group is not None and seed is not None:
+        seed += ctx.group.rank
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            result = solver(
-                op,
-                k=plan.k,
-                which=plan.which,
-                tol=tol,
-                ncv=ncv,
-                maxiter=maxiter,
-                generator=generator,
-                max_matvecs=max_matvecs,
-                backend=backend,
-                **basis,
-            )
-    except Exception as exc:  # recorded, not raised: a probe must not stop training
-        if on_error == "raise":
-            raise
+        field: Optional[GameField] = GameField(game, batch, seed=seed)
+    except (NonFiniteError, LossClosureError) as exc:  # a bad game definition propagates
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
-        return _failed(plan, status, _describe(exc), op.n_products, time.perf_counter() - start)
-    eigenvalues = result.eigenvalues.numpy().astype(np.complex128)
-    converged = result.converged.numpy().astype(bool)
-    notes = list(result.notes)
-    if converged.all():
-        status = "ok"
-    else:
-        budget = max_matvecs is not None and result.n_matvec >= max_matvecs
-        status = "budget" if budget else "unconverged"
-        notes.insert(0, f"{int(converged.sum())} of {len(converged)} eigenvalues converged")
-    return OperatorRecord(
-        name=plan.name,
-        kind=plan.kind,
-        which=plan.which,
-        eigenvalues=eigenvalues,
-        residuals=result.residuals.numpy().astype(np.float64),
-        converged=converged,
-        n_matvec=int(result.n_matvec),
-        wall_time=time.perf_counter() - start,
-        status=status,
-        message="; ".join(notes),
-        scalars=spectrum_scalars(plan.kind, eigenvalues),
-    )
+        return None, _Failure(status, describe(exc), exc), time.perf_counter() - start
+    build_time = time.perf_counter() - start
+    return field, _memory_failure(game, plans, ctx), build_time
 
 
-def _probe_dynamics(
-    field_: GameField,
-    plan: Plan,
-    jacobian: OperatorRecord | None,
-    update: UpdateRule | None,
-    helmholtz: int | None,
-    *,
-    tol: float,
-    seed: int | None,
-    on_error: str,
-    group: ProbeGroup | None,
-    weight: float,
-    **settings: Any,
-) -> OperatorRecord:
-    """The update operator's solve, or the Helmholtz estimate, on the probe's Jacobian."""
-    J = GameJacobian.from_field(field_)
-    computed = np.empty(0, dtype=np.complex128)
-    if jacobian is not None:
-        computed = jacobian.eigenvalues[np.isfinite(jacobian.eigenvalues)]
-    if plan.kind == "helmholtz":
-        return _helmholtz(plan, J, int(helmholtz), seed, on_error, group, weight)
-    assert update is not None
-    try:
-        op = update.operator(J)  # reads the optimizers' state now
-    except Exception as exc:  # e.g. an optimizer that has not stepped yet
-        if on_error == "raise":
-            raise
-        return _failed(plan, "error", _describe(exc), 0, 0.0)
-    # ‖HJ‖ <= max step size * |λ|max: the scale of ρ - 1, which the tolerance must resolve
-    scale = float(op.step_sizes.abs().max()) * (np.abs(computed).max() if computed.size else 1.0)
-    record = _solve(
-        field_,
-        plan,
-        tol=max(tol * min(1.0, scale), _RESIDUAL_FLOOR),
-        seed=seed,
-        on_error=on_error,
-        group=group,
-        weight=weight,
-        op=op,
-        **settings,
-    )
-    finite = record.eigenvalues[np.isfinite(record.eigenvalues)]
-    bound = float("nan")
-    if update.closed_form is not None and computed.size:
-        bound = max_stable_lr(computed, update.closed_form, beta=update.beta or 0.0).lr
-    elif update.method == "gd" and finite.size:
-        # ∂T = I - η (H/η) J for preconditioned or per-player steps: ν = (1 - μ)/η are
-        # eigenvalues of (H/η) J, and GD's bound on them is the largest stable η
-        bound = max_stable_lr((1 - finite) / update.step_size, "gd").lr
-    scalars = {
-        "spectral_radius": float(np.abs(finite).max()) if finite.size else float("nan"),
-        "max_stable_lr": bound,
-        "lr": update.step_size,
-    }
-    return dataclasses.replace(record, scalars=scalars)
-
-
-def _helmholtz(
-    plan: Plan,
-    J: GameJacobian,
-    n_samples: int,
-    seed: int | None,
-    on_error: str,
-    group: ProbeGroup | None,
-    weight: float,
-) -> OperatorRecord:
-    """The Helmholtz split of J (averaged over the group's ranks) as a record."""
-    start = time.perf_counter()
-    op = J if group is None else AveragedOperator(J, group, weight)
-    try:
-        estimate = helmholtz_split(op, n_samples, seed=0 if seed is None else int(seed))
-    except Exception as exc:  # recorded, not raised: a probe must not stop training
-        if on_error == "raise":
-            raise
-        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
-        return _failed(plan, status, _describe(exc), op.n_products, time.perf_counter() - start)
-    scalars = {
-        name: (float("nan") if value is None else float(value))
-        for name, value in dataclasses.asdict(estimate).items()
-        if name in SCALARS["helmholtz"]
-    }
-    nonfinite = not all(
-        math.isfinite(v) for k, v in scalars.items() if not k.startswith("zero_sum")
-    )
-    return OperatorRecord(
-        name=plan.name,
-        kind=plan.kind,
-        which=plan.which,
-        eigenvalues=np.empty(0, dtype=np.complex128),
-        residuals=np.empty(0),
-        converged=np.empty(0, dtype=bool),
-        n_matvec=estimate.n_matvec,
-        wall_time=time.perf_counter() - start,
-        status="nonfinite" if nonfinite else "ok",
-        message="",
-        scalars=scalars,
-    )
-
-
-def _build_field(
-    game: Game, batch: Any, seed: int | None
-) -> tuple[GameField | None, tuple[str, str, Exception] | None]:
-    """The probe's field, or ``None`` and ``(status, message, exception)`` when the
-    losses or their gradients failed (exceptions of the game's definition propagate).
-    """
-    try:
-        return GameField(game, batch, seed=seed), None
-    except (NonFiniteError, LossClosureError) as exc:
-        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
-        return None, (status, _describe(exc), exc)
-
-
-def _memory_failure(
-    game: Game,
-    plans: Sequence[Plan],
-    *,
-    ncv: int | None,
-    basis_device: Any,
-    basis_dtype: torch.dtype | None,
-    world_size: int,
-    shard_basis: bool,
-    update: str | None,
-) -> tuple[str, str, Exception] | None:
+def _memory_failure(game: Game, plans: list[Plan], ctx: ProbeContext) -> Optional[_Failure]:
     """A failure when the solves would not fit in the memory free now, else None."""
+    solver, rule = ctx.options.solver, ctx.options.update
     memory = probe_memory(
         game,
         k=max(p.k for p in plans),
-        ncv=ncv,
+        ncv=solver.ncv,
         operators=[p.name for p in plans],
-        basis_device=basis_device,
-        basis_dtype=basis_dtype,
-        world_size=world_size,
-        shard_basis=shard_basis,
-        update=update,
+        basis_device=solver.basis.device,
+        basis_dtype=solver.basis.dtype,
+        world_size=1 if ctx.group is None else ctx.group.world_size,
+        shard_basis=ctx.options.shard_basis and ctx.group is not None,
+        update=None if rule is None else rule.method,
     )
     reason = memory.shortfall()
-    return None if reason is None else ("error", reason, MemoryError(reason))
+    return None if reason is None else _Failure("error", reason, MemoryError(reason))
 
 
-def _failed_elsewhere(failed: Mapping[int, str]) -> tuple[str, str, Exception]:
+def _agreed_losses(
+    game: Game, field: Optional[GameField], failure: Optional[_Failure], ctx: ProbeContext
+) -> dict[str, float]:
+    """The probe's losses; under torch.distributed, after one collective that tells
+    every rank which ranks failed (``ctx.failed_elsewhere``) and sets its weight."""
+    nan = dict.fromkeys(game.player_names, float("nan"))
+    losses = dict(field.losses) if field is not None else nan
+    ctx.failed_elsewhere = {}
+    if ctx.group is None:
+        return losses
+    agreement = agree(
+        ctx.group,
+        failure.status if failure else "ok",
+        check_share(ctx.options.shard_weight),
+        list(losses.values()),
+        game.device,
+    )
+    ctx.weight = agreement.weight
+    ctx.failed_elsewhere = {r: s for r, s in agreement.failed.items() if r != ctx.group.rank}
+    return nan if agreement.failed else dict(zip(game.player_names, agreement.losses))
+
+
+def _failed_elsewhere(failed: Mapping[int, str]) -> _Failure:
     """The failure this rank records when the losses failed on other ranks."""
     status = next(iter(failed.values()))
     ranks = ", ".join(f"{r} ({s})" for r, s in sorted(failed.items()))
     message = f"the probe failed on rank(s) {ranks}; those ranks' records and warnings say why"
     exc_type = NonFiniteError if status == "nonfinite" else LossClosureError
-    return status, message, exc_type(message)
+    return _Failure(status, message, exc_type(message))
 
 
-def _failed(
-    plan: Plan, status: str, message: str, n_matvec: int, wall_time: float
-) -> OperatorRecord:
-    return OperatorRecord(
-        name=plan.name,
-        kind=plan.kind,
-        which=plan.which,
-        eigenvalues=np.full(plan.k, complex("nan+nanj"), dtype=np.complex128),
-        residuals=np.full(plan.k, np.nan),
-        converged=np.zeros(plan.k, dtype=bool),
-        n_matvec=int(n_matvec),
-        wall_time=wall_time,
-        status=status,
-        message=message,
-        scalars=spectrum_scalars(plan.kind, np.empty(0, dtype=np.complex128)),
+def _solve_all(field: GameField, plans: list[Plan], ctx: ProbeContext) -> dict[str, OperatorRecord]:
+    """Every planned solve, in order (the update operator uses the Jacobian's record)."""
+    records: dict[str, OperatorRecord] = {}
+    for plan in plans:
+        records[plan.name] = solve_plan(field, plan, ctx, records.get("jacobian"))
+    return records
+
+
+def _moved_message(moved: list[str]) -> str:
+    if not moved:
+        return ""
+    return (
+        f"the losses closure changed parameter(s) in place ({', '.join(moved)}); a probe "
+        "cannot undo that: compute the losses without modifying the parameters"
     )
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def _warn(record: ProbeRecord, problems: list[str], on_error: str) -> None:
+    """One ProbeWarning listing the probe's problems (none with ``on_error="ignore"``)."""
+    if not problems or on_error == "ignore":
+        return
+    where = "probe" if record.step is None else f"probe at step {record.step}"
+    if record.batch_index:
+        where += f" (batch {record.batch_index})"
+    warnings.warn(
+        f"specdiag {where}: " + "; ".join(problems), ProbeWarning, stacklevel=user_stacklevel()
+    )

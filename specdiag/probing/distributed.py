@@ -32,6 +32,7 @@ import torch
 from torch import distributed as dist
 
 from ..linalg.operator import LinearOperator
+from ..registry import STATUS_NAMES, status_code
 
 __all__ = [
     "ProbeGroup",
@@ -40,11 +41,7 @@ __all__ = [
     "Agreement",
     "agree",
     "all_agree",
-    "STATUS_CODES",
 ]
-
-#: Status of one rank at the agreement after building the field (0: fine).
-STATUS_CODES = {"ok": 0, "nonfinite": 1, "error": 2}
 
 
 @dataclass(frozen=True)
@@ -180,7 +177,7 @@ class Agreement:
     Attributes
     ----------
     statuses : list of str
-        Each rank's status (``"ok"`` or a failure of :data:`STATUS_CODES`).
+        Each rank's status (``"ok"``, ``"nonfinite"`` or ``"error"``).
     weight : float
         This rank's normalised weight :math:`w_r = s_r / \\sum_q s_q`.
     losses : list of float
@@ -206,7 +203,7 @@ def agree(
     ----------
     group : ProbeGroup
     status : str
-        This rank's status, a key of :data:`STATUS_CODES`.
+        This rank's status, a name of :data:`specdiag.registry.STATUSES`.
     share : float
         This rank's share :math:`s_r > 0` of the global batch (any unit).
     losses : sequence of float
@@ -216,15 +213,14 @@ def agree(
     """
     W = group.world_size
     buf = torch.zeros(W + 1 + len(losses), dtype=torch.float64, device=device)
-    buf[group.rank] = STATUS_CODES[status]
+    buf[group.rank] = status_code(status)
     buf[W] = share
     if status == "ok":
         buf[W + 1 :] = share * torch.tensor(list(losses), dtype=torch.float64)
     values = group.all_reduce(buf).tolist()
-    names = {code: name for name, code in STATUS_CODES.items()}
     total = values[W]
     return Agreement(
-        statuses=[names[int(c)] for c in values[:W]],
+        statuses=[STATUS_NAMES[int(c)] for c in values[:W]],
         weight=share / total,
         losses=[v / total for v in values[W + 1 :]],
     )

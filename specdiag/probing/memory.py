@@ -31,6 +31,8 @@ import torch
 
 from ..game import Game
 from ..linalg.basis import SLAB_ELEMENTS, basis_bytes
+from ..linalg.options import default_ncv
+from ..registry import update_method
 
 __all__ = ["ProbeMemory", "probe_memory", "available_memory"]
 
@@ -147,7 +149,7 @@ def probe_memory(
     """
     names = ("jacobian", *game.player_names) if operators is None else tuple(operators)
     n = max(_order(game, name, update) for name in names)
-    ncv = min(max(2 * k + 1, 20) if ncv is None else ncv, n)
+    ncv = min(default_ncv(k) if ncv is None else ncv, n)
     shards = world_size if shard_basis else 1
     work = torch.empty((), dtype=game.dtype).element_size()
     storage = game.dtype if basis_dtype is None else basis_dtype
@@ -181,7 +183,7 @@ def _order(game: Game, name: str, update: str | None) -> int:
     operator's (``2n`` on the augmented state), the Helmholtz split's (``J``'s).
     """
     if name == "update":
-        return game.n * (2 if update in ("optimistic", "momentum", "alternating_momentum") else 1)
+        return game.n * (2 if update is not None and update_method(update).augmented else 1)
     return game.n if name in ("jacobian", "helmholtz") else game.sizes[name]
 
 

@@ -1,57 +1,65 @@
-"""Which solves a probe runs, and the checks of its settings."""
+"""Which solves a probe runs: one :class:`Plan` per operator, checked before training."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Optional
 
-import numpy as np
-
-from ..dynamics import UpdateRule
 from ..game import Game
-from ..linalg.solvers import BACKENDS
-from ..linalg.which import check_which
+from ..linalg.options import SolverOptions
+from .options import ProbeOptions
 
-__all__ = ["Plan", "plan_operators", "check_settings", "ON_ERROR", "DEFAULT_WHICH", "AUGMENTED"]
+__all__ = ["Plan", "plan_operators", "DEFAULT_WHICH", "SPECTRA"]
 
-#: What a probe does on a failure: warn and record, record silently, or raise.
-ON_ERROR = ("warn", "ignore", "raise")
+#: ``which`` of each operator kind unless told otherwise.
 DEFAULT_WHICH = {"jacobian": "LM", "hessian": "LA"}
-#: Update methods whose operator acts on the augmented state (x_t, x_{t-1}).
-AUGMENTED = ("optimistic", "momentum", "alternating_momentum")
+#: Operator kinds whose eigenvalues a probe computes (the others are estimates on J).
+SPECTRA = ("jacobian", "hessian")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """One operator to probe: name, kind, ``which``, order ``n`` and ``k <= n``."""
+    """One operator to probe.
+
+    Attributes
+    ----------
+    name : str
+        ``"jacobian"``, a player's name (its Hessian), ``"update"`` or ``"helmholtz"``.
+    kind : str
+        ``"jacobian"``, ``"hessian"``, ``"update"`` or ``"helmholtz"``.
+    n : int
+        The operator's order.
+    solver : SolverOptions or None
+        The solve's settings (``k <= n`` and ``which`` resolved); ``None`` for the
+        Helmholtz split, which computes no eigenvalues.
+    """
 
     name: str
     kind: str
-    which: str
     n: int
-    k: int
+    solver: Optional[SolverOptions]
+
+    @property
+    def k(self) -> int:
+        """Eigenvalues wanted (0 for the Helmholtz split)."""
+        return 0 if self.solver is None else self.solver.k
+
+    @property
+    def which(self) -> str:
+        """The solve's ``which`` (``""`` for the Helmholtz split)."""
+        return "" if self.solver is None or self.solver.which is None else self.solver.which
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether the operator is symmetric (a player's Hessian)."""
+        return self.kind == "hessian"
 
 
-def plan_operators(
-    game: Game,
-    operators: Sequence[str] | None,
-    which: str | Mapping[str, str] | None,
-    k: int,
-    update: UpdateRule | None = None,
-    helmholtz: int | None = None,
-) -> list[Plan]:
-    """Check the operator names and ``which``; the solves a probe will run.
-
-    Used by :func:`probe` and by the monitor (to describe the trace's layout). The
-    update operator (``update``) and the Helmholtz split (``helmholtz`` samples) come
-    last, after the Jacobian whose eigenvalues they use.
-    """
+def _names(game: Game, options: ProbeOptions) -> tuple[str, ...]:
+    """The operator names probed, checked against the game."""
     valid = ("jacobian", *game.player_names)
-    names = valid if operators is None else operators
-    if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
+    names = valid if options.operators is None else options.operators
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise ValueError(
@@ -62,80 +70,57 @@ def plan_operators(
         raise ValueError(f"operators is empty; choose among {list(valid)}")
     if len(set(names)) != len(names):
         raise ValueError(f"operators lists a name twice: {list(names)}")
+    return tuple(names)
+
+
+def _chosen_which(options: ProbeOptions, names: tuple[str, ...]) -> dict[str, str]:
+    """``{operator: which}`` as given (a string applies to the Jacobian)."""
+    which = options.which
     if isinstance(which, Mapping):
         extra = [n for n in which if n not in names]
         if extra:
             raise ValueError(
                 f"which names operator(s) {extra} that are not probed; probed: {list(names)}"
             )
-        chosen = dict(which)
-    elif which is None:
-        chosen = {}
-    elif isinstance(which, str):
-        chosen = {"jacobian": which}
-    else:
-        raise TypeError(
-            f"which must be a string (for the Jacobian) or a mapping {{operator: which}}, got "
-            f"{type(which).__name__}"
-        )
+        return dict(which)
+    return {} if which is None else {"jacobian": which}
+
+
+def plan_operators(game: Game, options: ProbeOptions) -> list[Plan]:
+    """Check the operator names, ``which`` and the solver settings against the game;
+    return the solves a probe will run.
+
+    Used by :func:`~specdiag.probe` and by the monitor (which describes the trace's
+    layout with it, before training). The update operator and the Helmholtz split come
+    last, after the Jacobian whose eigenvalues they use.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown or repeated operator, a ``which`` for an operator not probed or not
+        in the operator's vocabulary, or solver settings the operator cannot take.
+    """
+    names = _names(game, options)
+    chosen = _chosen_which(options, names)
     plans = []
     for name in names:
         kind = "jacobian" if name == "jacobian" else "hessian"
         size = game.n if kind == "jacobian" else game.sizes[name]
-        w = check_which(chosen.get(name, DEFAULT_WHICH[kind]), symmetric=kind == "hessian")
-        plans.append(Plan(name, kind, w, size, min(k, size)))
-    if update is not None:
-        if not isinstance(update, UpdateRule):
-            raise TypeError(f"update must be a specdiag.UpdateRule, got {type(update).__name__}")
-        size = game.n * (2 if update.method in AUGMENTED else 1)
-        plans.append(Plan("update", "update", "LM", size, min(k, update.k, size)))
-    if helmholtz is not None:
-        if isinstance(helmholtz, bool) or not isinstance(helmholtz, int) or helmholtz < 2:
-            raise ValueError(f"helmholtz must be a number of samples >= 2, got {helmholtz!r}")
-        plans.append(Plan("helmholtz", "helmholtz", "", game.n, 0))
+        solver = options.solver.replace(
+            k=min(options.k, size), which=chosen.get(name, DEFAULT_WHICH[kind])
+        )
+        plans.append(_checked(Plan(name, kind, size, solver), game))
+    if options.update is not None:
+        size = game.n * (2 if options.update.augmented else 1)
+        solver = options.solver.replace(k=min(options.k, options.update.k, size), which="LM")
+        plans.append(_checked(Plan("update", "update", size, solver), game))
+    if options.helmholtz is not None:
+        plans.append(Plan("helmholtz", "helmholtz", game.n, None))
     return plans
 
 
-def check_settings(
-    k: int,
-    tol: float,
-    ncv: int | None,
-    maxiter: int | None,
-    max_matvecs: int | None,
-    seed: int | None,
-    on_error: str,
-    backend: str,
-) -> None:
-    """Raise ``ValueError`` for settings that would fail every probe.
-
-    Used by :func:`probe` and by the monitor (so that they fail before training).
-    """
-
-    def positive(value: Any) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-    problems = []
-    if not positive(k):
-        problems.append(f"k must be a positive integer, got {k!r}")
-    if (
-        isinstance(tol, bool)
-        or not isinstance(tol, (int, float))
-        or not np.isfinite(tol)
-        or tol < 0
-    ):
-        problems.append(f"tol must be a finite number >= 0, got {tol!r}")
-    if ncv is not None and positive(k) and not (positive(ncv) and ncv >= k + 2):
-        problems.append(f"ncv must be an integer >= k + 2 = {k + 2}, got {ncv!r}")
-    for name, value in (("maxiter", maxiter), ("max_matvecs", max_matvecs)):
-        if value is not None and not positive(value):
-            problems.append(f"{name} must be a positive integer or None, got {value!r}")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-    ):
-        problems.append(f"seed must be an integer >= 0 or None, got {seed!r}")
-    if on_error not in ON_ERROR:
-        problems.append(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    if backend not in BACKENDS:
-        problems.append(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if problems:
-        raise ValueError("; ".join(problems))
+def _checked(plan: Plan, game: Game) -> Plan:
+    """``plan`` with ``which`` upper-cased, after checking its settings for its operator."""
+    assert plan.solver is not None
+    settings = plan.solver.resolve(plan.n, game.dtype, symmetric=plan.symmetric)
+    return Plan(plan.name, plan.kind, plan.n, plan.solver.replace(which=settings.which))

@@ -14,6 +14,8 @@ from typing import Any, Optional
 import h5py
 import numpy as np
 
+from ..registry import SCALARS, STATUS_NAMES, scalar_names
+
 __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -26,25 +28,12 @@ __all__ = [
 SCHEMA = "specdiag-trace"
 #: ``"MAJOR.MINOR"``: a minor step only adds; a reader refuses a newer major version.
 SCHEMA_VERSION = "1.1"
-#: Status names; a status dataset stores the index into this tuple (int8).
-STATUSES = ("ok", "unconverged", "budget", "nonfinite", "error")
-#: Summary scalars stored per operator kind unless the operator names its own.
-DEFAULT_SCALARS = {
-    "jacobian": ("min_real", "max_imag", "max_imag_over_real", "spectral_radius"),
-    "hessian": ("max", "min"),
-    # since 1.1: the update operator of the run's optimiser, and the Helmholtz split of J
-    "update": ("spectral_radius", "max_stable_lr", "lr"),
-    "helmholtz": (
-        "symmetric_sq",
-        "symmetric_sq_se",
-        "antisymmetric_sq",
-        "antisymmetric_sq_se",
-        "rotation_fraction",
-        "rotation_fraction_se",
-        "zero_sum_defect",
-        "zero_sum_defect_se",
-    ),
-}
+#: Status names (:mod:`specdiag.registry.statuses`); a status dataset stores the index
+#: into this tuple (int8).
+STATUSES = STATUS_NAMES
+#: Summary scalars stored per operator kind unless the operator names its own
+#: (:mod:`specdiag.registry.scalars`; update and helmholtz since schema 1.1).
+DEFAULT_SCALARS = {kind: scalar_names(kind) for kind in dict.fromkeys(s.kind for s in SCALARS)}
 #: Size in bytes of the fixed-length UTF-8 ``message`` field; longer messages are cut.
 MESSAGE_BYTES = 256
 

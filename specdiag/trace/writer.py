@@ -27,6 +27,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import TraceError
+from ..registry import status_code
 from .files import SWMR_LIBVER, one_line, open_h5, read_meta, unreadable
 from .schema import (
     CHUNK_ROWS,
@@ -46,13 +47,6 @@ from .schema import (
 __all__ = ["TraceWriter"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _status_code(status: Any, what: str) -> int:
-    try:
-        return STATUSES.index(status)
-    except ValueError:
-        raise ValueError(f"{what} status {status!r} is not one of {', '.join(STATUSES)}") from None
 
 
 def _fit_message(message: Any) -> bytes:
@@ -327,7 +321,7 @@ class TraceWriter:
                     ),
                     f"{name}/n_matvec": int(op.n_matvec),
                     f"{name}/wall_time": float(op.wall_time),
-                    f"{name}/status": _status_code(op.status, what),
+                    f"{name}/status": status_code(op.status, what),
                     f"{name}/message": _fit_message(op.message),
                 }
             )
@@ -349,7 +343,7 @@ class TraceWriter:
                 "probe_seed": -1 if seed is None else int(seed),
                 "probe_wall_time": float(record.wall_time),
                 "probe_build_time": float(record.build_time),
-                "probe_status": _status_code(record.status, "probe"),
+                "probe_status": status_code(record.status, "probe"),
                 "probe_step": step,
             }
         )

@@ -1,0 +1,233 @@
+r"""The solves of one probe, each turned into an :class:`OperatorRecord`.
+
+Every function here runs on the probe's :class:`~specdiag.GameField` and records a
+failure (an exception, NaN or Inf, an unconverged solve) in the record it returns
+instead of raising, unless the probe's ``on_error`` is ``"raise"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..dynamics import helmholtz_split
+from ..errors import ConvergenceWarning, NonFiniteError
+from ..game import GameField, GameJacobian, PlayerHessian
+from ..linalg.options import SolverOptions
+from ..linalg.solvers import solve
+from ..stability import max_stable_lr
+from .distributed import AveragedOperator, ProbeGroup
+from .options import ProbeOptions
+from .plan import Plan
+from .records import OperatorRecord
+from .scalars import SCALARS, spectrum_scalars
+
+__all__ = ["ProbeContext", "solve_plan", "failed_record", "describe"]
+
+#: Float32 products resolve relative residuals down to about this.
+RESIDUAL_FLOOR = 1e-6
+
+
+@dataclass
+class ProbeContext:
+    """What every solve of one probe shares.
+
+    Attributes
+    ----------
+    options : ProbeOptions
+    group : ProbeGroup or None
+        The ranks probing together (``None``: one process).
+    weight : float
+        This rank's weight in the average over the group.
+    failed_elsewhere : dict of int to str
+        ``{rank: status}`` of the other ranks whose losses failed.
+    """
+
+    options: ProbeOptions
+    group: Optional[ProbeGroup] = None
+    weight: float = 1.0
+    failed_elsewhere: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    def operator(self, op: Any) -> Any:
+        """``op``, averaged over the group's ranks when there is a group."""
+        return op if self.group is None else AveragedOperator(op, self.group, self.weight)
+
+    def solver_options(self, plan: Plan) -> SolverOptions:
+        """The plan's solver options, with the basis sharded over the group if asked."""
+        assert plan.solver is not None
+        if not (self.options.shard_basis and self.group is not None):
+            return plan.solver
+        basis = dataclasses.replace(plan.solver.basis, group=self.group.group or True)
+        return plan.solver.replace(basis=basis)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the solvers' start vectors and estimators (0 without one)."""
+        return 0 if self.options.seed is None else int(self.options.seed)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as ``"Type: message"``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def failed_record(
+    plan: Plan, status: str, message: str, n_matvec: int = 0, wall_time: float = 0.0
+) -> OperatorRecord:
+    """The record of a solve that failed or never ran: ``k`` NaN eigenvalues."""
+    return OperatorRecord(
+        name=plan.name,
+        kind=plan.kind,
+        which=plan.which,
+        eigenvalues=np.full(plan.k, complex("nan+nanj"), dtype=np.complex128),
+        residuals=np.full(plan.k, np.nan),
+        converged=np.zeros(plan.k, dtype=bool),
+        n_matvec=int(n_matvec),
+        wall_time=wall_time,
+        status=status,
+        message=message,
+        scalars=spectrum_scalars(plan.kind, np.empty(0, dtype=np.complex128)),
+    )
+
+
+def solve_plan(
+    field: GameField, plan: Plan, ctx: ProbeContext, jacobian: Optional[OperatorRecord] = None
+) -> OperatorRecord:
+    """The record of one planned operator on the probe's field.
+
+    ``jacobian`` is the record of the Jacobian of the same probe, which the update
+    operator's tolerance and step-size bound use.
+    """
+    if plan.kind == "helmholtz":
+        return _helmholtz_record(field, plan, ctx)
+    if plan.kind == "update":
+        return _update_record(field, plan, ctx, jacobian)
+    op = (
+        GameJacobian.from_field(field)
+        if plan.kind == "jacobian"
+        else PlayerHessian.from_field(field, plan.name)
+    )
+    return _eigen_record(op, plan, ctx)
+
+
+def _eigen_record(
+    op: Any, plan: Plan, ctx: ProbeContext, tol: Optional[float] = None
+) -> OperatorRecord:
+    """The eigenvalues of ``op`` (averaged over the group) as the plan's record."""
+    op = ctx.operator(op)
+    options = ctx.solver_options(plan)
+    if tol is not None:
+        options = options.replace(tol=tol)
+    generator = torch.Generator(device=op.device).manual_seed(ctx.seed)
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            result = solve(op, options, symmetric=plan.symmetric, generator=generator)
+    except Exception as exc:  # recorded, not raised: a probe must not stop training
+        if ctx.options.on_error == "raise":
+            raise
+        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
+        return failed_record(
+            plan, status, describe(exc), op.n_products, time.perf_counter() - start
+        )
+    eigenvalues = result.eigenvalues.numpy().astype(np.complex128)
+    converged = result.converged.numpy().astype(bool)
+    notes = list(result.notes)
+    status = "ok"
+    if not converged.all():
+        budget = options.max_matvecs is not None and result.n_matvec >= options.max_matvecs
+        status = "budget" if budget else "unconverged"
+        notes.insert(0, f"{int(converged.sum())} of {len(converged)} eigenvalues converged")
+    return OperatorRecord(
+        name=plan.name,
+        kind=plan.kind,
+        which=plan.which,
+        eigenvalues=eigenvalues,
+        residuals=result.residuals.numpy().astype(np.float64),
+        converged=converged,
+        n_matvec=int(result.n_matvec),
+        wall_time=time.perf_counter() - start,
+        status=status,
+        message="; ".join(notes),
+        scalars=spectrum_scalars(plan.kind, eigenvalues),
+    )
+
+
+def _update_record(
+    field: GameField, plan: Plan, ctx: ProbeContext, jacobian: Optional[OperatorRecord]
+) -> OperatorRecord:
+    r"""The update operator's eigenvalues, :math:`\rho` and the largest stable step size."""
+    rule = ctx.options.update
+    assert rule is not None
+    computed = np.empty(0, dtype=np.complex128)
+    if jacobian is not None:
+        computed = jacobian.eigenvalues[np.isfinite(jacobian.eigenvalues)]
+    try:
+        op = rule.operator(GameJacobian.from_field(field))  # reads the optimizers' state now
+    except Exception as exc:  # e.g. an optimizer that has not stepped yet
+        if ctx.options.on_error == "raise":
+            raise
+        return failed_record(plan, "error", describe(exc))
+    # ‖HJ‖ <= max step size * |λ|max: the scale of ρ - 1, which the tolerance must resolve
+    scale = float(op.step_sizes.abs().max()) * (np.abs(computed).max() if computed.size else 1.0)
+    tol = max(ctx.options.solver.tol * min(1.0, scale), RESIDUAL_FLOOR)
+    record = _eigen_record(op, plan, ctx, tol=tol)
+    finite = record.eigenvalues[np.isfinite(record.eigenvalues)]
+    bound = float("nan")
+    if rule.closed_form is not None and computed.size:
+        bound = max_stable_lr(computed, rule.closed_form, beta=rule.beta or 0.0).lr
+    elif rule.method == "gd" and finite.size:
+        # ∂T = I - η (H/η) J for preconditioned or per-player steps: ν = (1 - μ)/η are
+        # eigenvalues of (H/η) J, and GD's bound on them is the largest stable η
+        bound = max_stable_lr((1 - finite) / rule.step_size, "gd").lr
+    scalars = {
+        "spectral_radius": float(np.abs(finite).max()) if finite.size else float("nan"),
+        "max_stable_lr": bound,
+        "lr": rule.step_size,
+    }
+    return dataclasses.replace(record, scalars=scalars)
+
+
+def _helmholtz_record(field: GameField, plan: Plan, ctx: ProbeContext) -> OperatorRecord:
+    """The Helmholtz split of J (averaged over the group's ranks) as a record."""
+    start = time.perf_counter()
+    op = ctx.operator(GameJacobian.from_field(field))
+    assert ctx.options.helmholtz is not None
+    try:
+        estimate = helmholtz_split(op, ctx.options.helmholtz, seed=ctx.seed)
+    except Exception as exc:  # recorded, not raised: a probe must not stop training
+        if ctx.options.on_error == "raise":
+            raise
+        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
+        return failed_record(
+            plan, status, describe(exc), op.n_products, time.perf_counter() - start
+        )
+    scalars = {
+        name: (float("nan") if value is None else float(value))
+        for name, value in dataclasses.asdict(estimate).items()
+        if name in SCALARS["helmholtz"]
+    }
+    nonfinite = not all(
+        math.isfinite(v) for k, v in scalars.items() if not k.startswith("zero_sum")
+    )
+    return OperatorRecord(
+        name=plan.name,
+        kind=plan.kind,
+        which=plan.which,
+        eigenvalues=np.empty(0, dtype=np.complex128),
+        residuals=np.empty(0),
+        converged=np.empty(0, dtype=bool),
+        n_matvec=estimate.n_matvec,
+        wall_time=time.perf_counter() - start,
+        status="nonfinite" if nonfinite else "ok",
+        message="",
+        scalars=scalars,
+    )
