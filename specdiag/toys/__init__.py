@@ -13,6 +13,9 @@ Each toy is an object with a :class:`~specdiag.Game` in its ``game`` attribute a
   few thousand to millions of parameters, with a sampler and a training loop; no
   known spectrum, a realistic game to probe.
 
+The GAN toys train through :mod:`specdiag.toys.training`: :func:`train_game` (any game,
+simultaneous updates, one optimiser per player from the registry :data:`OPTIMIZERS`).
+
 Sign convention: descent. Player :math:`i` minimises :math:`L_i`, the vector field is
 :math:`v = (\nabla_{x_1} L_1, \dots, \nabla_{x_P} L_P)` and the game Jacobian is
 :math:`J = \partial v / \partial x`; gradient flow is locally stable where every
@@ -33,6 +36,13 @@ tensor([0.1500+0.4770j, 0.1500-0.4770j], dtype=torch.complex128)
 from .bilinear import BilinearGame, bilinear_game
 from .dirac import DIRAC_LOSSES, DiracGAN, dirac_gan, dirac_gan_eigenvalues
 from .mog import MOG_LOSSES, MoGGAN, mog_gan, mog_gan_parameter_count
+from .training import (
+    OPTIMIZERS,
+    OptimizerSpec,
+    make_optimizers,
+    train_game,
+    train_steps,
+)
 
 __all__ = [
     "BilinearGame",
@@ -45,4 +55,9 @@ __all__ = [
     "mog_gan",
     "mog_gan_parameter_count",
     "MOG_LOSSES",
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "make_optimizers",
+    "train_game",
+    "train_steps",
 ]
