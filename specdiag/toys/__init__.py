@@ -12,8 +12,11 @@ Each toy is an object with a :class:`~specdiag.Game` in its ``game`` attribute a
 * :func:`mog_gan` -> :class:`MoGGAN`: an MLP GAN on a ring of 2-D Gaussians, from a
   few thousand to millions of parameters, with a sampler and a training loop; no
   known spectrum, a realistic game to probe.
+* :func:`conv_gan` -> :class:`ConvGAN`: a DCGAN (transposed convolutions, BatchNorm)
+  on synthetic 32 x 32 colour images (:func:`synthetic_images`), a few hundred thousand
+  parameters by default.
 
-The GAN toys train through :mod:`specdiag.toys.training`: :func:`train_game` (any game,
+Both GANs train through :mod:`specdiag.toys.training`: :func:`train_game` (any game,
 simultaneous updates, one optimiser per player from the registry :data:`OPTIMIZERS`).
 
 Sign convention: descent. Player :math:`i` minimises :math:`L_i`, the vector field is
@@ -34,6 +37,7 @@ tensor([0.1500+0.4770j, 0.1500-0.4770j], dtype=torch.complex128)
 """
 
 from .bilinear import BilinearGame, bilinear_game
+from .conv import ConvGAN, conv_gan, synthetic_images
 from .dirac import DIRAC_LOSSES, DiracGAN, dirac_gan, dirac_gan_eigenvalues
 from .mog import MOG_LOSSES, MoGGAN, mog_gan, mog_gan_parameter_count
 from .training import (
@@ -55,6 +59,9 @@ __all__ = [
     "mog_gan",
     "mog_gan_parameter_count",
     "MOG_LOSSES",
+    "ConvGAN",
+    "conv_gan",
+    "synthetic_images",
     "OPTIMIZERS",
     "OptimizerSpec",
     "make_optimizers",
