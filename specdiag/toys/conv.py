@@ -243,7 +243,7 @@ class ConvGAN:
         return {"real": real, "z": z}
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The game losses on ``batch`` (from :meth:`sample`), by :func:`.mog.gan_losses`.
+        """The game losses on ``batch`` (from :meth:`sample`), by :func:`~.mog.gan_losses`.
 
         Returns
         -------
@@ -266,7 +266,7 @@ class ConvGAN:
         seed: int = 0,
         callback: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
     ) -> dict[str, torch.Tensor]:
-        r"""Train both players by simultaneous updates (:func:`~specdiag.toys.train_toy`).
+        r"""Train both players by simultaneous updates (:func:`~specdiag.toys.training.train_toy`).
 
         At every step one batch is drawn, both players' gradients
         :math:`\nabla_{x_i} L_i` are taken at the same point (the vector field
