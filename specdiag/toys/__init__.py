@@ -12,6 +12,12 @@ Each toy is an object with a :class:`~specdiag.Game` in its ``game`` attribute a
 * :func:`mog_gan` -> :class:`MoGGAN`: an MLP GAN on a ring of 2-D Gaussians, from a
   few thousand to millions of parameters, with a sampler and a training loop; no
   known spectrum, a realistic game to probe.
+* :func:`conv_gan` -> :class:`ConvGAN`: a DCGAN (transposed convolutions, BatchNorm)
+  on synthetic 32 x 32 colour images (:func:`synthetic_images`), a few hundred thousand
+  parameters by default.
+
+Both GANs train through :mod:`specdiag.toys.training`: :func:`train_game` (any game,
+simultaneous updates, one optimiser per player from the registry :data:`OPTIMIZERS`).
 
 Sign convention: descent. Player :math:`i` minimises :math:`L_i`, the vector field is
 :math:`v = (\nabla_{x_1} L_1, \dots, \nabla_{x_P} L_P)` and the game Jacobian is
@@ -31,8 +37,16 @@ tensor([0.1500+0.4770j, 0.1500-0.4770j], dtype=torch.complex128)
 """
 
 from .bilinear import BilinearGame, bilinear_game
+from .conv import ConvGAN, conv_gan, synthetic_images
 from .dirac import DIRAC_LOSSES, DiracGAN, dirac_gan, dirac_gan_eigenvalues
 from .mog import MOG_LOSSES, MoGGAN, mog_gan, mog_gan_parameter_count
+from .training import (
+    OPTIMIZERS,
+    OptimizerSpec,
+    make_optimizers,
+    train_game,
+    train_steps,
+)
 
 __all__ = [
     "BilinearGame",
@@ -45,4 +59,12 @@ __all__ = [
     "mog_gan",
     "mog_gan_parameter_count",
     "MOG_LOSSES",
+    "ConvGAN",
+    "conv_gan",
+    "synthetic_images",
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "make_optimizers",
+    "train_game",
+    "train_steps",
 ]

@@ -12,12 +12,44 @@ from torch.nn import functional as F
 from ..game import Game
 from .common import check_weight, with_consensus
 from .mlp import ACTIVATIONS, mlp
+from .training import train_toy
 
-__all__ = ["MoGGAN", "mog_gan", "mog_gan_parameter_count", "MOG_LOSSES"]
+__all__ = ["MoGGAN", "mog_gan", "mog_gan_parameter_count", "gan_losses", "MOG_LOSSES"]
 
 #: The mixture-of-Gaussians GAN objectives.
 MOG_LOSSES = ("nonsaturating", "minimax", "wgan")
-_OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+def gan_losses(d_real: torch.Tensor, d_fake: torch.Tensor, loss: str) -> dict[str, torch.Tensor]:
+    r"""The GAN objectives from the discriminator's logits on data and on samples.
+
+    With :math:`d_r` = ``d_real`` and :math:`d_f` = ``d_fake`` (any shapes, flattened;
+    means over the batch):
+
+    * ``"nonsaturating"``: :math:`L_D = \mathbb E[\operatorname{softplus}(-d_r)] +
+      \mathbb E[\operatorname{softplus}(d_f)]` (binary cross-entropy),
+      :math:`L_G = \mathbb E[\operatorname{softplus}(-d_f)] = -\mathbb E\log\sigma(d_f)`;
+    * ``"minimax"``: the same :math:`L_D`, :math:`L_G = -L_D` (zero-sum);
+    * ``"wgan"``: :math:`L_D = \mathbb E[d_f] - \mathbb E[d_r]`, :math:`L_G = -L_D`
+      (zero-sum; no clipping, no penalty).
+
+    Nothing is detached: these are the game losses (see :class:`MoGGAN`).
+
+    Returns
+    -------
+    dict
+        ``{"generator": L_G, "discriminator": L_D}``.
+    """
+    d_real, d_fake = d_real.reshape(-1), d_fake.reshape(-1)
+    if loss == "wgan":
+        l_d = d_fake.mean() - d_real.mean()
+        l_g = -l_d
+    elif loss in MOG_LOSSES:
+        l_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        l_g = -l_d if loss == "minimax" else F.softplus(-d_fake).mean()
+    else:
+        raise ValueError(f"loss must be one of {MOG_LOSSES}, got {loss!r}")
+    return {"generator": l_g, "discriminator": l_d}
 
 
 def mog_gan_parameter_count(
@@ -131,10 +163,12 @@ class MoGGAN:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The players' dtype."""
         return self.game.dtype
 
     @property
     def device(self) -> torch.device:
+        """The players' device."""
         return self.game.device
 
     def sample(
@@ -153,23 +187,23 @@ class MoGGAN:
         dict
             ``{"real": (batch_size, 2) data, "z": (batch_size, latent) noise}``.
         """
-        kw = dict(generator=generator, device=self.device)
-        modes = torch.randint(len(self.centres), (batch_size,), **kw)
-        noise = torch.randn(batch_size, 2, dtype=self.dtype, **kw)
-        z = torch.randn(batch_size, self.latent, dtype=self.dtype, **kw)
+        rng, device, dtype = generator, self.device, self.dtype
+        modes = torch.randint(len(self.centres), (batch_size,), generator=rng, device=device)
+        noise = torch.randn(batch_size, 2, generator=rng, dtype=dtype, device=device)
+        z = torch.randn(batch_size, self.latent, generator=rng, dtype=dtype, device=device)
         return {"real": self.centres[modes] + self.std * noise, "z": z}
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The game losses on ``batch`` (from :meth:`sample`): ``{"generator", "discriminator"}``."""
-        d_real = self.discriminator(batch["real"]).reshape(-1)
-        d_fake = self.discriminator(self.generator(batch["z"])).reshape(-1)
-        if self.loss == "wgan":
-            l_d = d_fake.mean() - d_real.mean()
-            l_g = -l_d
-        else:
-            l_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-            l_g = -l_d if self.loss == "minimax" else F.softplus(-d_fake).mean()
-        return with_consensus(self.game, {"generator": l_g, "discriminator": l_d}, self.consensus)
+        """The game losses on ``batch`` (from :meth:`sample`), by :func:`gan_losses`.
+
+        Returns
+        -------
+        dict
+            ``{"generator": L_G, "discriminator": L_D}``, graphs attached.
+        """
+        d_real = self.discriminator(batch["real"])
+        d_fake = self.discriminator(self.generator(batch["z"]))
+        return with_consensus(self.game, gan_losses(d_real, d_fake, self.loss), self.consensus)
 
     def train(
         self,
@@ -219,42 +253,23 @@ class MoGGAN:
             ``{"generator": losses, "discriminator": losses}``, ``float64`` tensors of
             shape ``(steps,)``: each player's loss before its step's update.
         """
-        if optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
-        if steps < 0 or batch_size < 1:
-            raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
-        players = self.game.player_names
-        params = {p: list(self.game.parameters(p)) for p in players}
-        if optimizer == "adam":
-            opts = {p: torch.optim.Adam(params[p], lr=lr, betas=betas) for p in players}
-        elif optimizer == "sgd":
-            opts = {p: torch.optim.SGD(params[p], lr=lr, momentum=momentum) for p in players}
-        else:
-            opts = {p: torch.optim.RMSprop(params[p], lr=lr, momentum=momentum) for p in players}
-        self.optimizers = opts
-        rng = torch.Generator(device=self.device).manual_seed(seed)
-        history = {p: torch.empty(steps, dtype=torch.float64) for p in players}
-        for step in range(steps):
-            batch = self.sample(batch_size, rng)
-            losses = self.losses(batch)
-            grads = {
-                p: torch.autograd.grad(losses[p], params[p], retain_graph=True) for p in players
-            }
-            for p in players:
-                for t, g in zip(params[p], grads[p]):
-                    t.grad = g
-                opts[p].step()
-                history[p][step] = losses[p].item()
-            if callback is not None:
-                callback(step, batch)
-        for p in players:
-            opts[p].zero_grad(set_to_none=True)
-        return history
+        return train_toy(
+            self,
+            steps,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            betas=betas,
+            momentum=momentum,
+            seed=seed,
+            callback=callback,
+        )
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.n_parameters.items())
         return (
-            f"MoGGAN(loss={self.loss!r}, consensus={self.consensus}, modes={len(self.centres)}, latent={self.latent}, "
+            f"MoGGAN(loss={self.loss!r}, consensus={self.consensus}, "
+            f"modes={len(self.centres)}, latent={self.latent}, "
             f"{sizes}, dtype={self.dtype})"
         )
 
