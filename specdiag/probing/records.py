@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +46,9 @@ class OperatorRecord:
     scalars : dict of str to float
         Summary numbers of all the finite computed eigenvalues, converged or not
         (``converged`` says which met the tolerance); see :func:`spectrum_scalars`.
+    arrays : dict of str to numpy.ndarray
+        Further per-probe arrays the trace stores for this operator (empty unless an
+        analysis asked for them), keyed by their dataset name.
     """
 
     name: str
@@ -59,9 +62,11 @@ class OperatorRecord:
     status: str
     message: str
     scalars: dict[str, float]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
+        """Whether the solve ended ``"ok"``."""
         return self.status == "ok"
 
     def __repr__(self) -> str:
@@ -100,6 +105,17 @@ class ProbeRecord(Mapping):
     message : str
         Warnings that concern the probe as a whole (a parameter changed in place by
         the losses closure); ``""`` otherwise.
+    flags : int
+        Bit mask of :data:`specdiag.registry.PROBE_FLAGS`: facts about the probe as a
+        whole (the players are uncoupled, a product failed its derivative check, ...).
+    train_time : float
+        Training seconds since the previous probe, measured by the monitor between
+        its ``step()`` calls (NaN outside a monitor).
+    overhead : float
+        Seconds spent probing divided by seconds spent training, over the run so far
+        (NaN outside a monitor).
+    cost_steps : float
+        This probe's seconds in mean training steps (NaN when unknown).
 
     Examples
     --------
@@ -116,6 +132,10 @@ class ProbeRecord(Mapping):
     status: str
     operators: dict[str, OperatorRecord]
     message: str = ""
+    flags: int = 0
+    train_time: float = float("nan")
+    overhead: float = float("nan")
+    cost_steps: float = float("nan")
 
     def __getitem__(self, name: str) -> OperatorRecord:
         try:
