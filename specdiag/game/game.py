@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
 
 from ..errors import GameDefinitionError, LossClosureError, NonFiniteError
 from .flat import ParameterLayout
-from .state import autograd_on, isolated_rng, preserved_module_state, requires_grad_enabled
+from .state import (
+    autograd_on,
+    hooks_bypassed,
+    isolated_rng,
+    preserved_module_state,
+    requires_grad_enabled,
+)
 from .wrappers import module_wrappers, unwrap_module
 
 __all__ = ["Game", "RESERVED_NAMES"]
@@ -29,6 +35,52 @@ LossClosure = Callable[[Any], Mapping[str, torch.Tensor]]
 
 #: Names a player may not take: they name the operators that are not a player's own Hessian.
 RESERVED_NAMES = frozenset({"jacobian"})
+
+
+def _checked_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"player names must be non-empty strings, got {name!r}")
+    if name in RESERVED_NAMES:
+        raise GameDefinitionError(
+            f"{name!r} is reserved (it names the game Jacobian); rename the player"
+        )
+    return name
+
+
+def _check_ownership(params: Mapping[str, tuple[torch.Tensor, ...]]) -> None:
+    """GameDefinitionError when two players share a parameter."""
+    owners: dict[int, str] = {}
+    for name, ps in params.items():
+        for p in ps:
+            if id(p) in owners:
+                raise GameDefinitionError(
+                    f"players {owners[id(p)]!r} and {name!r} share a parameter of shape "
+                    f"{tuple(p.shape)}; each parameter must belong to exactly one player"
+                )
+            owners[id(p)] = name
+
+
+def _check_one_dtype_and_device(params: Mapping[str, tuple[torch.Tensor, ...]]) -> None:
+    """GameDefinitionError unless every parameter has one dtype and one device."""
+    kinds = {name: sorted({f"{p.dtype} on {p.device}" for p in ps}) for name, ps in params.items()}
+    if len({k for ks in kinds.values() for k in ks}) > 1:
+        found = "; ".join(f"{name!r}: {', '.join(ks)}" for name, ks in kinds.items())
+        raise GameDefinitionError(
+            f"all players' parameters must share one dtype and one device, found {found}; "
+            "move every player to the same device and dtype (e.g. model.to(device, dtype))"
+        )
+
+
+def _parameter_names(
+    player: str, module: Optional[nn.Module], params: tuple[torch.Tensor, ...]
+) -> tuple[str, ...]:
+    """``"player.qualified.name"`` of each parameter of a module player (as in
+    ``named_parameters``), ``"player[i]"`` for tensors given directly."""
+    qualified = {} if module is None else {id(p): n for n, p in module.named_parameters()}
+    return tuple(
+        f"{player}.{qualified[id(p)]}" if id(p) in qualified else f"{player}[{i}]"
+        for i, p in enumerate(params)
+    )
 
 
 class Game:
@@ -94,28 +146,17 @@ class Game:
             )
         self._losses = losses
         self._params: dict[str, tuple[torch.Tensor, ...]] = {}
-        owners: dict[int, str] = {}
+        self._names: dict[str, tuple[str, ...]] = {}
         tracked: list[nn.Module] = []
         wrappers: list[nn.Module] = []
         for name, spec in players.items():
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"player names must be non-empty strings, got {name!r}")
-            if name in RESERVED_NAMES:
-                raise GameDefinitionError(
-                    f"{name!r} is reserved (it names the game Jacobian); rename the player"
-                )
-            params, module = self._collect(name, spec)
+            params, module = self._collect(_checked_name(name), spec)
             if module is not None:
                 tracked.append(module)
                 wrappers.extend(module_wrappers(spec))
-            for p in params:
-                if id(p) in owners:
-                    raise GameDefinitionError(
-                        f"players {owners[id(p)]!r} and {name!r} share a parameter of shape "
-                        f"{tuple(p.shape)}; each parameter must belong to exactly one player"
-                    )
-                owners[id(p)] = name
             self._params[name] = params
+            self._names[name] = _parameter_names(name, module, params)
+        _check_ownership(self._params)
         for m in modules:
             if not isinstance(m, nn.Module):
                 raise TypeError(f"modules must hold nn.Module objects, got {type(m).__name__}")
@@ -123,16 +164,11 @@ class Game:
             wrappers.extend(module_wrappers(m))
         self._modules = tuple(tracked)
         self._wrappers = tuple(wrappers)
-        kinds = {
-            name: sorted({f"{p.dtype} on {p.device}" for p in ps})
-            for name, ps in self._params.items()
-        }
-        if len({k for ks in kinds.values() for k in ks}) > 1:
-            found = "; ".join(f"{name!r}: {', '.join(ks)}" for name, ks in kinds.items())
-            raise GameDefinitionError(
-                f"all players' parameters must share one dtype and one device, found {found}; "
-                "move every player to the same device and dtype (e.g. model.to(device, dtype))"
-            )
+        _check_one_dtype_and_device(self._params)
+        self._index()
+
+    def _index(self) -> None:
+        """The flat layouts of all players and of each, and where each player sits."""
         self.layout = ParameterLayout.of([p for ps in self._params.values() for p in ps])
         self._layouts = {name: ParameterLayout.of(ps) for name, ps in self._params.items()}
         self._slices: dict[str, slice] = {}
@@ -188,6 +224,13 @@ class Game:
         if player is None:
             return tuple(p for ps in self._params.values() for p in ps)
         return self._params[self._check_player(player)]
+
+    def parameter_names(self, player: str | None = None) -> tuple[str, ...]:
+        """Names of :meth:`parameters`, in the same order: ``"generator.0.weight"`` for a
+        module player's parameters (``named_parameters``), ``"x[0]"`` for tensors."""
+        if player is None:
+            return tuple(n for ns in self._names.values() for n in ns)
+        return self._names[self._check_player(player)]
 
     def player_slice(self, player: str) -> slice:
         """Where ``player``'s parameters sit in the flat vector."""
@@ -359,15 +402,17 @@ class Game:
         """Context in which the game is evaluated without side effects.
 
         Gradient mode on, autocast off, ``requires_grad`` on for every player parameter,
-        forward passes on copies of the buffers, ``training`` flags restored, and the
-        global random streams forked (``seed``: reseed the fork, so noise drawn inside
-        the losses closure is the same on every evaluation; ``None``: draw what the
-        training run would draw next, without consuming it).
+        forward passes on copies of the buffers, ``training`` flags restored, gradient
+        and backward hooks set aside (:func:`~specdiag.game.state.hooks_bypassed`), and
+        the global random streams of torch, numpy and Python forked (``seed``: reseed the
+        forks, so noise drawn inside the losses closure is the same on every evaluation;
+        ``None``: draw what the training run would draw next, without consuming it).
         """
         with (
             autograd_on(self.device),
             requires_grad_enabled(self.parameters()),
             preserved_module_state(self.modules),
+            hooks_bypassed(self.parameters(), self.modules),
             isolated_rng(self.device, seed),
         ):
             yield

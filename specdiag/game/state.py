@@ -2,7 +2,8 @@
 
 Evaluating a loss closure to build an operator runs the user's forward passes, which
 may update BatchNorm running statistics, advance spectral-norm power iterations, draw
-noise from the global random stream, or flip ``training`` flags. The context managers
+noise from the global random streams (torch's, numpy's, Python's), flip ``training``
+flags, or fire the gradient hooks training code registered. The context managers
 here undo all of that, so that building and using an operator is invisible to the
 training run around it.
 """
@@ -10,12 +11,21 @@ training run around it.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator, Sequence
+import random
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks
 
-__all__ = ["preserved_module_state", "requires_grad_enabled", "isolated_rng", "autograd_on"]
+__all__ = [
+    "preserved_module_state",
+    "requires_grad_enabled",
+    "isolated_rng",
+    "autograd_on",
+    "hooks_bypassed",
+]
 
 
 @contextlib.contextmanager
@@ -65,18 +75,56 @@ def preserved_module_state(modules: Iterable[nn.Module]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def isolated_rng(device: torch.device, seed: int | None) -> Iterator[None]:
-    """Run the block on a fork of the global random streams (CPU and ``device``).
+def isolated_rng(device: torch.device, seed: Optional[int]) -> Iterator[None]:
+    """Run the block on a fork of every global random stream: torch's (CPU and
+    ``device``), numpy's global ``np.random`` and Python's ``random``.
 
-    The global streams are left exactly as they were. With ``seed`` the fork is
-    reseeded, so the block draws the same numbers every time; without it the block
+    The global streams are left exactly as they were. With ``seed`` the forks are
+    reseeded (torch with ``seed``, numpy with ``seed mod 2**32``, ``random`` with
+    ``seed``), so the block draws the same numbers every time; without it the block
     draws what the training run would have drawn next, without consuming it.
     """
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, enabled=True):
-        if seed is not None:
-            torch.manual_seed(seed)
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices, enabled=True):
+            if seed is not None:
+                torch.manual_seed(seed)
+                np.random.seed(seed % 2**32)  # noqa: NPY002 (the global stream, on purpose)
+                random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        random.setstate(python_state)
+
+
+@contextlib.contextmanager
+def hooks_bypassed(params: Sequence[torch.Tensor], modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Set aside, for the block, the gradient hooks of ``params`` (``register_hook``)
+    and the backward hooks of every module (``register_full_backward_hook``,
+    ``register_backward_hook``, their pre-hooks, and the global ones of
+    ``torch.nn.modules.module``); put them back on exit.
+
+    Training code uses such hooks to log, clip or rescale gradients. A probe
+    differentiates the losses as written, so a hook that halves a player's gradients
+    must not halve the Jacobian's blocks, and a logging hook must not fire once per
+    product. Forward hooks stay: they are part of the model's computation
+    (``torch.nn.utils.spectral_norm`` is one).
+    """
+    saved: list[tuple[Any, dict[Any, Any]]] = []
+    holders: list[Any] = [p._backward_hooks for p in params if p._backward_hooks]
+    for m in {id(m): m for root in modules for m in root.modules()}.values():
+        holders += [m._backward_hooks, m._backward_pre_hooks]
+    holders += [module_hooks._global_backward_hooks, module_hooks._global_backward_pre_hooks]
+    for hooks in holders:
+        if hooks:
+            saved.append((hooks, dict(hooks)))
+            hooks.clear()
+    try:
         yield
+    finally:
+        for hooks, entries in saved:
+            hooks.update(entries)
 
 
 @contextlib.contextmanager

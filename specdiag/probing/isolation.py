@@ -10,14 +10,16 @@ import torch
 from torch import nn
 
 from ..game import Game, unwrap_module
+from ..game.state import hooks_bypassed, isolated_rng
 
 __all__ = ["untouched", "eager"]
 
 
 @contextlib.contextmanager
 def untouched(game: Game) -> Iterator[list[str]]:
-    """Set the ``.grad`` fields aside, fork the random streams, run wrapped models
-    through their underlying modules; put everything back on exit.
+    """Set the ``.grad`` fields aside, fork every random stream (torch, numpy, Python's
+    ``random``), set gradient and backward hooks aside, run wrapped models through their
+    underlying modules; put everything back on exit.
 
     Yields a list that, on exit, holds the names of parameters whose version counter
     moved (changed in place during the block).
@@ -28,26 +30,18 @@ def untouched(game: Game) -> Iterator[list[str]]:
     for p, _ in grads:
         p.grad = None
     moved: list[str] = []
-    devices = [game.device] if game.device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices), eager(game.wrappers):
+        with (
+            isolated_rng(game.device, None),
+            hooks_bypassed(params, game.modules),
+            eager(game.wrappers),
+        ):
             yield moved
     finally:
         for p, g in grads:
             p.grad = g
-        moved.extend(
-            parameter_name(game, i)
-            for i, (p, v) in enumerate(zip(params, versions))
-            if p._version != v
-        )
-
-
-def parameter_name(game: Game, index: int) -> str:
-    for player in game.player_names:
-        positions = game.player_tensors(player)
-        if index in positions:
-            return f"{player}[{index - positions.start}]"
-    return str(index)
+        names = game.parameter_names()
+        moved.extend(names[i] for i, (p, v) in enumerate(zip(params, versions)) if p._version != v)
 
 
 @contextlib.contextmanager
