@@ -118,7 +118,7 @@ class PathAngle:
         Returns
         -------
         numpy.ndarray
-            float64, increasing.
+            float64, in the order of the grid.
         """
         keep = np.isfinite(self.cosine) & (self.cosine != 0)
         a, c = self.alpha[keep], self.cosine[keep]
@@ -359,17 +359,19 @@ def _from_state_dicts(
                 f"keys {extra}"
             )
     own = {id(p) for p in game.parameters(player)}
-    params: list[_Param] = []
+    found: dict[int, _Param] = {}
     buffers: list[_Buffer] = []
     for key, tensor in module.state_dict(keep_vars=True).items():
+        if not isinstance(tensor, torch.Tensor) or id(tensor) in found:
+            continue  # extra state, or a tied parameter seen under another name
         where = f"[{player!r}][{key!r}]"
         a, b = _checked("start" + where, s[key], tensor), _checked("end" + where, e[key], tensor)
         if id(tensor) in own:
-            params.append((tensor, a, b))
+            found[id(tensor)] = (tensor, a, b)
         elif not isinstance(tensor, nn.Parameter):
             owner, _, local = key.rpartition(".")
             buffers.append((module.get_submodule(owner), local, a, b))
-    return params, buffers
+    return [found[id(p)] for p in game.parameters(player)], buffers
 
 
 def _player_module(game: Game, player: str) -> nn.Module:

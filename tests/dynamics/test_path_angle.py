@@ -271,6 +271,38 @@ def test_models_are_restored_when_the_closure_raises():
     assert G.training
 
 
+def test_state_dicts_of_tied_and_reordered_parameters_give_the_sequence_result():
+    torch.manual_seed(0)
+    tied = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh())
+    tied.add_module("again", tied[0])  # one Parameter under two state-dict keys
+    G = torch.nn.Linear(2, 3).to(F64)
+    tied.to(F64)
+    x = torch.ones(4, 2, dtype=F64)
+
+    def losses(_batch: object) -> dict[str, torch.Tensor]:
+        h = tied(x)
+        out = G(h)
+        return {"t": (out**2).mean() + (h**4).mean(), "g": (out - 1).pow(2).mean() + out.mean()}
+
+    # player "g" lists the module's tensors in reverse order; its module comes via modules
+    game = sd.Game({"t": tied, "g": [G.bias, G.weight]}, losses, modules=[G])
+    assert len(tied.state_dict()) == 4 and game.sizes["t"] == 6
+    start = {"t": perturbed(tied, 0.2, 1), "g": perturbed(G, 0.2, 2)}
+    end = {"t": perturbed(tied, 0.2, 3), "g": perturbed(G, 0.2, 4)}
+    as_sequences = {
+        "t": lambda sd_: [sd_["0.weight"], sd_["0.bias"]],
+        "g": lambda sd_: [sd_["bias"], sd_["weight"]],
+    }
+    seq_start = {p: as_sequences[p](start[p]) for p in start}
+    seq_end = {p: as_sequences[p](end[p]) for p in end}
+    a = path_angle(game, start, end, alphas=[0.0, 0.5, 1.2])
+    b = path_angle(game, seq_start, seq_end, alphas=[0.0, 0.5, 1.2])
+    np.testing.assert_array_equal(a.cosine, b.cosine)
+    np.testing.assert_array_equal(a.norm2, b.norm2)
+    for p in ("t", "g"):
+        np.testing.assert_array_equal(a.players[p][0], b.players[p][0])
+
+
 # ------------------------------------------------------------------ errors
 def test_bad_input_errors():
     game, (x, y), _ = quadratic_game()
