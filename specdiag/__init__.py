@@ -57,6 +57,8 @@ _LAZY = {
     "UpdateRule": "dynamics",
     "helmholtz_split": "dynamics",
     "HelmholtzEstimate": "dynamics",
+    "path_angle": "dynamics",
+    "PathAngle": "dynamics",
     "max_stable_lr": "stability",
     "update_radius": "stability",
     "update_eigenvalues": "stability",
@@ -69,9 +71,11 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from . import toys
     from .dynamics import (
         HelmholtzEstimate,
+        PathAngle,
         UpdateRule,
         helmholtz_split,
         optimizer_preconditioner,
+        path_angle,
         spectral_radius,
         update_operator,
     )
@@ -100,6 +104,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "CONVENTION",
+    "schedules",
+    "toys",
     "Game",
     "GameField",
     "GameJacobian",
@@ -130,6 +136,8 @@ __all__ = [
     "StepSizeBound",
     "helmholtz_split",
     "HelmholtzEstimate",
+    "path_angle",
+    "PathAngle",
     "SpecdiagError",
     "GameDefinitionError",
     "LossClosureError",

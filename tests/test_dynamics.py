@@ -61,6 +61,9 @@ def reference_step(
             return x - h * v(x - h * v(x))
         if method == "consensus":
             return x - h * (v(x) + gamma * J.T @ v(x))
+        if method == "sga":
+            A = (J - J.T) / 2
+            return x - h * (v(x) + gamma * A.T @ v(x))
         if method == "optimistic":
             return torch.cat([x - 2 * h * v(x) + h * v(prev), x])
         if method == "momentum":
@@ -157,6 +160,7 @@ SETTINGS = {
     "momentum": {"beta": -0.4},
     "alternating_momentum": {"beta": 0.3},
     "consensus": {"gamma": 0.7},
+    "sga": {"gamma": 0.7},
 }
 
 

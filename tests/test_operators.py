@@ -280,7 +280,7 @@ def test_warns_when_a_player_is_cut_off_from_the_others(build):
         "PlayerHessian": lambda: sd.PlayerHessian(game, "generator", None),
         "GameField": lambda: sd.GameField(game, None),
     }[build]
-    message = r"gradient of player 'discriminator' does not depend on any other player"
+    message = r"gradient of player\(s\) 'discriminator' does not depend on any other player"
     with pytest.warns(UserWarning, match=message) as record:
         make()
     assert len(record) == 1

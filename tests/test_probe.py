@@ -119,7 +119,7 @@ def test_parameter_changed_in_place_by_the_closure_is_reported():
 
     game = sd.Game({"generator": G, "discriminator": D}, losses)
     with pytest.warns(
-        ProbeWarning, match=r"changed parameter\(s\) in place \(discriminator\[0\]\)"
+        ProbeWarning, match=r"changed parameter\(s\) in place \(discriminator\.0\.weight\)"
     ):
         rec = probe(game, k=2)
     assert "in place" in rec.message

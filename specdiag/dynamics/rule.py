@@ -50,6 +50,8 @@ class UpdateRule:
         Eigenvalues of :math:`\partial T` computed per probe (at most the probe's
         ``k``). :math:`\rho` needs only the largest; the eigenvalues of
         :math:`\partial T` cluster near 1, so each one more costs many products.
+    align : bool, optional
+        SGA's sign rule for ``gamma`` (method ``"sga"`` only).
 
     Examples
     --------
@@ -65,6 +67,7 @@ class UpdateRule:
     order: Sequence[str] | None = None
     optimizers: Optimizers | Callable[[], Optimizers] | None = None
     k: int = 3
+    align: bool | None = None
 
     def __post_init__(self) -> None:
         update_method(self.method)
@@ -85,6 +88,7 @@ class UpdateRule:
             self.lr,
             beta=self.beta,
             gamma=self.gamma,
+            align=self.align,
             order=self.order,
             preconditioner=preconditioner,
         )
@@ -137,5 +141,6 @@ class UpdateRule:
             "gamma": self.gamma,
             "order": list(self.order) if self.order is not None else None,
             "preconditioner": optimizers,
+            "align": self.align,
             "k": self.k,
         }

@@ -370,6 +370,7 @@ def update_operator(
     *,
     beta: float | None = None,
     gamma: float | None = None,
+    align: bool | None = None,
     order: Sequence[str] | None = None,
     preconditioner: torch.Tensor | None = None,
 ) -> UpdateOperator:
@@ -385,7 +386,11 @@ def update_operator(
     beta : float, optional
         Momentum; required by the momentum methods, refused by the others.
     gamma : float, optional
-        Consensus weight; required by ``"consensus"``, refused by the others.
+        The weight of consensus optimisation and of SGA; required by ``"consensus"`` and
+        ``"sga"``, refused by the others.
+    align : bool, optional
+        SGA's sign rule for ``gamma`` (see :class:`~specdiag.dynamics.sga.SGAUpdate`);
+        ``"sga"`` only.
     order : sequence of str, optional
         Update order of the two players (alternating methods only).
     preconditioner : torch.Tensor, optional
@@ -396,11 +401,11 @@ def update_operator(
     UpdateOperator
     """
     entry = update_method(method)
-    given = {"beta": beta, "gamma": gamma}
+    given = {"beta": beta, "gamma": gamma, "align": align}
     for name, value in given.items():
         if name in entry.parameters and value is None:
             raise ValueError(f"method {method!r} needs {name}")
-        if name not in entry.parameters and value is not None:
+        if name not in entry.parameters + entry.optional and value is not None:
             raise ValueError(f"method {method!r} takes no {name}")
     if order is not None and not entry.alternating:
         raise ValueError(
@@ -409,6 +414,7 @@ def update_operator(
     module, name = entry.operator.split(":")
     cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
     keywords: dict[str, Any] = {p: given[p] for p in entry.parameters}
+    keywords.update({p: given[p] for p in entry.optional if given[p] is not None})
     if entry.alternating:
         keywords["order"] = order
     return cls(jacobian, lr, preconditioner=preconditioner, **keywords, **entry.options)

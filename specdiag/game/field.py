@@ -19,7 +19,7 @@ from ..errors import user_stacklevel
 from .game import Game
 from .state import autograd_on, requires_grad_enabled
 
-__all__ = ["GameField"]
+__all__ = ["GameField", "uncoupled_message"]
 
 
 class GameField:
@@ -46,6 +46,10 @@ class GameField:
         :math:`v(x)` as a flat vector (detached).
     losses : dict of str to float
         Each player's loss on this batch.
+    uncoupled : list of str
+        The players whose gradient depends on no other player's parameters (their
+        off-diagonal blocks of :math:`J` are zero: usually a detach in the closure); a
+        warning says so when the field is built.
     """
 
     def __init__(self, game: Game, batch: Any = None, *, seed: int | None = None) -> None:
@@ -57,7 +61,9 @@ class GameField:
         self._grads = grads
         self.value = game.layout.join(grads)
         self._dual: tuple[torch.Tensor, list[int], list[torch.Tensor]] | None = None
-        _warn_if_uncoupled(game, grads)
+        self.uncoupled = _uncoupled_players(game, grads)
+        if self.uncoupled:
+            warnings.warn(uncoupled_message(self.uncoupled), stacklevel=user_stacklevel())
 
     def _with_graph(self, indices: Sequence[int]) -> list[int]:
         return [i for i in indices if self._grads[i].requires_grad]
@@ -113,14 +119,27 @@ class GameField:
         return res.detach()
 
 
-def _warn_if_uncoupled(game: Game, grads: Sequence[torch.Tensor]) -> None:
-    """Warn when a player's gradient does not depend on any other player's parameters.
+def uncoupled_message(players: Sequence[str]) -> str:
+    """What an uncoupled game means and what to do about it."""
+    names = ", ".join(repr(p) for p in players)
+    return (
+        f"the gradient of player(s) {names} does not depend on any other player's parameters, "
+        "so their off-diagonal blocks of the game Jacobian are zero. If the losses closure "
+        "detaches another player's output (as a GAN's discriminator step usually does), remove "
+        "the detach: each loss is differentiated only with respect to its own player's "
+        "parameters anyway."
+    )
+
+
+def _uncoupled_players(game: Game, grads: Sequence[torch.Tensor]) -> list[str]:
+    """The players whose gradient does not depend on any other player's parameters.
 
     In a GAN this almost always means the losses closure detached the generator's
     output inside the discriminator's loss, which removes the coupling blocks from J.
     """
     if len(game.player_names) < 2:
-        return
+        return []
+    found = []
     for name in game.player_names:
         roots = [
             grads[i].grad_fn for i in game.player_tensors(name) if grads[i].grad_fn is not None
@@ -129,14 +148,8 @@ def _warn_if_uncoupled(game: Game, grads: Sequence[torch.Tensor]) -> None:
             id(p) for other in game.player_names if other != name for p in game.parameters(other)
         }
         if roots and not _reaches(roots, others):
-            warnings.warn(
-                f"the gradient of player {name!r} does not depend on any other player's "
-                "parameters, so its off-diagonal blocks of the game Jacobian are zero. If the "
-                "losses closure detaches another player's output (as a GAN's discriminator step "
-                "usually does), remove the detach: each loss is differentiated only with respect "
-                "to its own player's parameters anyway.",
-                stacklevel=user_stacklevel(),
-            )
+            found.append(name)
+    return found
 
 
 def _reaches(roots: list[Any], targets: set[int]) -> bool:

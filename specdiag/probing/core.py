@@ -35,21 +35,30 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
 import torch
 
 from ..dynamics import UpdateRule
-from ..errors import LossClosureError, NonFiniteError, ProbeWarning, user_stacklevel
+from ..errors import (
+    GameDefinitionError,
+    LossClosureError,
+    NonFiniteError,
+    ProbeWarning,
+    user_stacklevel,
+)
 from ..game import Game, GameField
 from ..linalg.options import DEFAULT_TOL, BasisOptions
+from ..registry import flag_bit
+from .checks import derivative_check, explain
 from .distributed import agree, check_device, check_share, resolve_group
 from .isolation import untouched
 from .memory import probe_memory
 from .options import DEFAULT_K, ProbeOptions
 from .plan import Plan, plan_operators
 from .records import OperatorRecord, ProbeRecord
-from .solves import ProbeContext, describe, failed_record, solve_plan
+from .solves import ProbeContext, ProbeState, failed_record, solve_plan
 
 __all__ = ["probe", "run_probe"]
 
@@ -220,77 +229,135 @@ def run_probe(
     step: Optional[int] = None,
     batch_index: int = 0,
     plans: Optional[list[Plan]] = None,
+    state: Optional[ProbeState] = None,
+    check: Optional[bool] = None,
 ) -> ProbeRecord:
-    """:func:`probe` with its settings in ``options`` (``plans``: from
-    :func:`~specdiag.probing.plan.plan_operators`, when already made)."""
+    """:func:`probe` with its settings in ``options``.
+
+    Parameters
+    ----------
+    plans : list of Plan, optional
+        From :func:`~specdiag.probing.plan.plan_operators`, when already made.
+    state : ProbeState, optional
+        Warm starts from the previous probe of a sequence, updated in place.
+    check : bool, optional
+        Run the derivative check (default ``options.check_derivatives``).
+    """
     plans = plan_operators(game, options) if plans is None else plans
     group = resolve_group(options.distributed)
     if group is not None:
         check_device(group, game.device)
-    ctx = ProbeContext(options, group)
+    ctx = ProbeContext(options, group, state=state)
+    check = options.check_derivatives if check is None else check
     start = time.perf_counter()
-    problems: list[str] = []
     with untouched(game) as moved:
-        field, failure, build_time = _build(game, batch, plans, ctx)
-        own_failure = failure is not None
-        losses = _agreed_losses(game, field, failure, ctx)
-        if failure is None and ctx.group is not None and ctx.failed_elsewhere:
-            failure = _failed_elsewhere(ctx.failed_elsewhere)
-        if failure is not None:
-            if options.on_error == "raise":
-                raise failure.exception
-            records = {p.name: failed_record(p, failure.status, failure.message) for p in plans}
-            what = (
-                "the probe was refused"
-                if isinstance(failure.exception, MemoryError)
-                else "the losses failed"
-            )
-            problems.append(f"{what} ({failure.status}): {failure.message}")
-        else:
-            assert field is not None
-            records = _solve_all(field, plans, ctx)
-            problems += [
-                f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
-                for r in records.values()
-                if r.status != "ok"
-            ]
-        del field
-    message = _moved_message(moved)
-    if message:
-        problems.append(message)
+        outcome = _probe_field(game, batch, plans, ctx, check)
+    notes = list(outcome.notes)
+    if moved:
+        notes.append(_moved_message(moved))
+        outcome.flags |= flag_bit("modified_in_place")
+    records = outcome.records
     record = ProbeRecord(
         step=None if step is None else int(step),
         batch_index=int(batch_index),
         seed=options.seed,
-        losses=losses,
+        losses=outcome.losses,
         wall_time=time.perf_counter() - start,
-        build_time=build_time,
+        build_time=outcome.build_time,
         status=next((r.status for r in records.values() if r.status != "ok"), "ok"),
         operators=records,
-        message=message,
+        message="; ".join(notes),
+        flags=outcome.flags,
     )
     # Under torch.distributed rank 0 speaks for the group; other ranks only of their own failures.
-    if group is None or group.rank == 0 or own_failure or bool(moved):
-        _warn(record, problems, options.on_error)
+    if group is None or group.rank == 0 or outcome.own_failure or bool(moved):
+        _warn(record, outcome.problems + notes, options.on_error)
     return record
+
+
+@dataclass
+class _Outcome:
+    """What happened inside a probe: the records and what to say about them."""
+
+    records: dict[str, OperatorRecord]
+    losses: dict[str, float]
+    build_time: float
+    own_failure: bool
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    flags: int = 0
+
+
+def _probe_field(
+    game: Game, batch: Any, plans: list[Plan], ctx: ProbeContext, check: bool
+) -> _Outcome:
+    """Build the field, agree on failures across ranks, check a product, run the solves."""
+    gamefield, failure, build_time, notes = _build(game, batch, plans, ctx)
+    outcome = _Outcome(
+        {},
+        _agreed_losses(game, gamefield, failure, ctx),
+        build_time,
+        own_failure=failure is not None,
+        notes=notes,
+    )
+    if failure is None and ctx.group is not None and ctx.failed_elsewhere:
+        failure = _failed_elsewhere(ctx.failed_elsewhere)
+    if failure is not None:
+        if ctx.options.on_error == "raise":
+            raise failure.exception
+        refused = isinstance(failure.exception, MemoryError)
+        outcome.records = {p.name: failed_record(p, failure.status, failure.message) for p in plans}
+        outcome.problems.append(
+            f"{'the probe was refused' if refused else 'the losses failed'} ({failure.status}): "
+            f"{failure.message}"
+        )
+        return outcome
+    assert gamefield is not None
+    if gamefield.uncoupled:
+        outcome.flags |= flag_bit("uncoupled")
+    if check:
+        mismatch = _checked(game, batch, ctx)
+        if mismatch:
+            outcome.flags |= flag_bit("derivative_mismatch")
+            outcome.notes.append(mismatch)
+    outcome.records = _solve_all(gamefield, plans, ctx)
+    outcome.problems += [
+        f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
+        for r in outcome.records.values()
+        if r.status != "ok"
+    ]
+    return outcome
+
+
+def _checked(game: Game, batch: Any, ctx: ProbeContext) -> Optional[str]:
+    """The derivative check's mismatch message, or None (also when it could not run)."""
+    try:
+        return derivative_check(game, batch, seed=ctx.field_seed, generator_seed=ctx.seed)
+    except Exception as exc:  # the solves will meet the same problem and record it
+        if ctx.options.on_error == "raise":
+            raise
+        return f"the derivative check could not run ({explain(exc)})"
 
 
 def _build(
     game: Game, batch: Any, plans: list[Plan], ctx: ProbeContext
-) -> tuple[Optional[GameField], Optional[_Failure], float]:
-    """The probe's field, or why there is none (the losses failed, or the solves would
-    not fit in memory), and the seconds spent building it."""
+) -> tuple[Optional[GameField], Optional[_Failure], float, list[str]]:
+    """The probe's field, or why there is none (differentiating the losses failed, or the
+    solves would not fit in memory), the seconds spent building it, and what the field
+    said while it was built (an uncoupled game)."""
     start = time.perf_counter()
-    seed = ctx.options.seed
-    if ctx.group is not None and seed is not None:
-        seed += ctx.group.rank
     try:
-        field: Optional[GameField] = GameField(game, batch, seed=seed)
-    except (NonFiniteError, LossClosureError) as exc:  # a bad game definition propagates
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            gamefield = GameField(game, batch, seed=ctx.field_seed)
+    except (GameDefinitionError, TypeError):  # a bad definition of the game is a bug
+        raise
+    except Exception as exc:  # the closure, its graph or its numbers failed
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
-        return None, _Failure(status, describe(exc), exc), time.perf_counter() - start
+        return None, _Failure(status, explain(exc), exc), time.perf_counter() - start, []
     build_time = time.perf_counter() - start
-    return field, _memory_failure(game, plans, ctx), build_time
+    notes = [str(w.message) for w in said]
+    return gamefield, _memory_failure(game, plans, ctx), build_time, notes
 
 
 def _memory_failure(game: Game, plans: list[Plan], ctx: ProbeContext) -> Optional[_Failure]:

@@ -52,6 +52,10 @@ class ProbeOptions:
     update : UpdateRule or None
     helmholtz : int or None
         Hutchinson samples of the Helmholtz split (``>= 2``).
+    check_derivatives : bool
+        Compare one product with finite differences of the field before the solves
+        (:func:`~specdiag.probing.checks.derivative_check`; a monitor checks at its first
+        probe only).
 
     Raises
     ------
@@ -69,6 +73,7 @@ class ProbeOptions:
     shard_basis: bool = False
     update: Optional[UpdateRule] = None
     helmholtz: Optional[int] = None
+    check_derivatives: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.solver, SolverOptions):

@@ -23,16 +23,32 @@ from ..game import GameField, GameJacobian, PlayerHessian
 from ..linalg.options import SolverOptions
 from ..linalg.solvers import solve
 from ..stability import max_stable_lr
+from .checks import explain
 from .distributed import AveragedOperator, ProbeGroup
 from .options import ProbeOptions
 from .plan import Plan
 from .records import OperatorRecord
 from .scalars import SCALARS, spectrum_scalars
 
-__all__ = ["ProbeContext", "solve_plan", "failed_record", "describe"]
+__all__ = ["ProbeContext", "ProbeState", "solve_plan", "failed_record"]
 
 #: Float32 products resolve relative residuals down to about this.
 RESIDUAL_FLOOR = 1e-6
+
+
+@dataclass
+class ProbeState:
+    """What carries over from one probe to the next of a sequence (see
+    :class:`~specdiag.probing.session.ProbeSession`).
+
+    Attributes
+    ----------
+    bases : dict of str to torch.Tensor
+        Per operator, an orthonormal basis of the wanted Ritz vectors of its last solve:
+        the next solve of that operator starts from it (a warm start). Updated in place.
+    """
+
+    bases: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -48,12 +64,15 @@ class ProbeContext:
         This rank's weight in the average over the group.
     failed_elsewhere : dict of int to str
         ``{rank: status}`` of the other ranks whose losses failed.
+    state : ProbeState or None
+        Warm starts in and out; ``None``: every solve starts cold.
     """
 
     options: ProbeOptions
     group: Optional[ProbeGroup] = None
     weight: float = 1.0
     failed_elsewhere: dict[int, str] = dataclasses.field(default_factory=dict)
+    state: Optional[ProbeState] = None
 
     def operator(self, op: Any) -> Any:
         """``op``, averaged over the group's ranks when there is a group."""
@@ -68,14 +87,15 @@ class ProbeContext:
         return plan.solver.replace(basis=basis)
 
     @property
+    def field_seed(self) -> Optional[int]:
+        """The seed of the losses closure's random streams on this rank (``seed + rank``)."""
+        seed = self.options.seed
+        return seed + self.group.rank if self.group is not None and seed is not None else seed
+
+    @property
     def seed(self) -> int:
         """The seed of the solvers' start vectors and estimators (0 without one)."""
         return 0 if self.options.seed is None else int(self.options.seed)
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as ``"Type: message"``."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 def failed_record(
@@ -126,18 +146,21 @@ def _eigen_record(
     if tol is not None:
         options = options.replace(tol=tol)
     generator = torch.Generator(device=op.device).manual_seed(ctx.seed)
+    warm: dict[str, Any] = {}
+    if ctx.state is not None:
+        warm = {"v0": ctx.state.bases.get(plan.name), "return_basis": True}
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            result = solve(op, options, symmetric=plan.symmetric, generator=generator)
+            result = solve(op, options, symmetric=plan.symmetric, generator=generator, **warm)
     except Exception as exc:  # recorded, not raised: a probe must not stop training
         if ctx.options.on_error == "raise":
             raise
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
-        return failed_record(
-            plan, status, describe(exc), op.n_products, time.perf_counter() - start
-        )
+        return failed_record(plan, status, explain(exc), op.n_products, time.perf_counter() - start)
+    if ctx.state is not None and getattr(result, "basis", None) is not None:
+        ctx.state.bases[plan.name] = result.basis
     eigenvalues = result.eigenvalues.numpy().astype(np.complex128)
     converged = result.converged.numpy().astype(bool)
     notes = list(result.notes)
@@ -175,7 +198,7 @@ def _update_record(
     except Exception as exc:  # e.g. an optimizer that has not stepped yet
         if ctx.options.on_error == "raise":
             raise
-        return failed_record(plan, "error", describe(exc))
+        return failed_record(plan, "error", explain(exc))
     # ‖HJ‖ <= max step size * |λ|max: the scale of ρ - 1, which the tolerance must resolve
     scale = float(op.step_sizes.abs().max()) * (np.abs(computed).max() if computed.size else 1.0)
     tol = max(ctx.options.solver.tol * min(1.0, scale), RESIDUAL_FLOOR)
@@ -207,9 +230,7 @@ def _helmholtz_record(field: GameField, plan: Plan, ctx: ProbeContext) -> Operat
         if ctx.options.on_error == "raise":
             raise
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
-        return failed_record(
-            plan, status, describe(exc), op.n_products, time.perf_counter() - start
-        )
+        return failed_record(plan, status, explain(exc), op.n_products, time.perf_counter() - start)
     scalars = {
         name: (float("nan") if value is None else float(value))
         for name, value in dataclasses.asdict(estimate).items()

@@ -23,21 +23,25 @@ class ProbeFlag:
 #: Every probe flag; ``bit`` is its value in the mask.
 PROBE_FLAGS: tuple[ProbeFlag, ...] = (
     ProbeFlag(
-        "uncoupled", 1,
+        "uncoupled",
+        1,
         "a player's gradient does not depend on the other players (a detach in the losses "
         "closure): the coupling blocks of J are zero",
     ),
     ProbeFlag(
-        "derivative_mismatch", 2,
+        "derivative_mismatch",
+        2,
         "a product of J disagreed with central finite differences of v (an operation "
         "without a true second derivative)",
     ),
     ProbeFlag(
-        "modified_in_place", 4,
+        "modified_in_place",
+        4,
         "the losses closure changed a parameter in place during the probe",
     ),
     ProbeFlag(
-        "unwritten", 8,
+        "unwritten",
+        8,
         "the probe was kept in memory because the trace could not be written at the time "
         "(a full disk, say) and written later",
     ),

@@ -58,6 +58,8 @@ class UpdateMethod:
         Fixed keyword arguments of the operator class (``alternating=True``).
     parameters : tuple of str
         The parameters it needs (``"beta"``, ``"gamma"``); others are refused.
+    optional : tuple of str
+        Parameters it takes but does not need (``"align"``).
     augmented : bool
         Whether :math:`\partial T` acts on :math:`(x_t, x_{t-1})`.
     alternating : bool
@@ -72,6 +74,7 @@ class UpdateMethod:
     description: str
     options: dict[str, Any] = field(default_factory=dict)
     parameters: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
     augmented: bool = False
     alternating: bool = False
     shifts: Optional[Shifts] = None
@@ -129,6 +132,14 @@ UPDATE_METHODS: dict[str, UpdateMethod] = {
             "updates:ConsensusUpdate",
             "x ← x − η (v + γ Jᵀv)",
             parameters=("gamma",),
+        ),
+        UpdateMethod(
+            "sga",
+            "sga:SGAUpdate",
+            "symplectic gradient adjustment x ← x − η (v + γ Aᵀv), A = (J − Jᵀ)/2 "
+            "(Balduzzi et al. 2018); align: the sign rule of γ",
+            parameters=("gamma",),
+            optional=("align",),
         ),
     )
 }

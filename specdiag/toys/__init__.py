@@ -40,6 +40,7 @@ from .bilinear import BilinearGame, bilinear_game
 from .conv import ConvGAN, conv_gan, synthetic_images
 from .dirac import DIRAC_LOSSES, DiracGAN, dirac_gan, dirac_gan_eigenvalues
 from .mog import MOG_LOSSES, MoGGAN, mog_gan, mog_gan_parameter_count
+from .nplayer import FourPlayerGame, SmoothMarket, four_player_game, smooth_market
 from .training import (
     OPTIMIZERS,
     OptimizerSpec,
@@ -62,6 +63,10 @@ __all__ = [
     "ConvGAN",
     "conv_gan",
     "synthetic_images",
+    "FourPlayerGame",
+    "four_player_game",
+    "SmoothMarket",
+    "smooth_market",
     "OPTIMIZERS",
     "OptimizerSpec",
     "make_optimizers",
