@@ -159,14 +159,16 @@ def spectral_density(
     float64. ``nodes`` is then one row, the ``n`` eigenvalues, each of weight
     :math:`1/n`.
 
-    The estimate has two errors, measured in the Wasserstein-1 distance
+    The estimate has three errors, measured in the Wasserstein-1 distance
     :math:`W_1 = \int |\hat F - F|` between its distribution function and the
-    eigenvalues' (:math:`F(x)` = fraction of eigenvalues :math:`\le x`). The weights
-    are random: :math:`\hat F(x) - F(x)` has variance about
+    eigenvalues' (:math:`F(x)` = fraction of eigenvalues :math:`\le x`). (i) The
+    weights are random: :math:`\hat F(x) - F(x)` has variance about
     :math:`2F(1 - F) / (nN)`, so for a spread spectrum
     :math:`W_1 \approx 0.3\sqrt{2/(nN)}` of the range, 1.4% at :math:`n = 100`,
-    :math:`N = 10`, falling as :math:`1/\sqrt{nN}`. Broadening adds up to
-    :math:`0.8\,\sigma` (below).
+    :math:`N = 10`, falling as :math:`1/\sqrt{nN}`. (ii) Each Gauss rule's
+    distribution function is within one node's weight of :math:`\mu_v`'s everywhere
+    (the Chebyshev–Markov–Stieltjes inequality); the average over vectors and the
+    broadening smooth this out. (iii) Broadening adds up to :math:`0.8\,\sigma` (below).
 
     Parameters
     ----------
@@ -192,10 +194,13 @@ def spectral_density(
         by at most :math:`\mathbb E|\sigma Z| = \sigma\sqrt{2/\pi} \approx 0.8\,\sigma` in
         the Wasserstein-1 distance, so 1% of the range costs at most 0.8% of it; the
         grid's 500 points put about 5 grid steps in one :math:`\sigma`, enough for the
-        trapezoid rule. Measured with the defaults on spectra with a uniform bulk,
-        clusters, outliers and GAN Hessians (``n`` from 50 to 2000, float32 and float64),
-        the Wasserstein-1 distance to the true eigenvalues stays below 2% of the
-        spectral range.
+        trapezoid rule. Measured with the defaults over 20 seeds on spectra with a
+        uniform bulk, clusters with outliers, a bulk at 0 with large outliers (like a
+        GAN Hessian) and a semicircle, float32 and float64: :math:`W_1` at most 0.9%
+        of the spectral range for ``n <= 80`` (solved exactly), at most 1.5% for
+        ``n`` of 500 and 1000, but up to 3% (mean 1.3%) at ``n = 100``, where the
+        random weights (i) dominate; on GAN player Hessians of 257 and 386 parameters
+        at most 1.8% over 10 seeds (0.5-0.6% at seed 0).
     seed : int
         Seeds the private generator of the start vectors (the same on every device).
 
