@@ -129,9 +129,9 @@ def trace_estimate(op: Any, n_matvec: int = 100, *, seed: int = 0) -> TraceEstim
         value = sum(_dot(e, op.matvec(e)) for e in eye)
         return TraceEstimate(float(value), 0.0, n, time.perf_counter() - start)
     k = int(n_matvec) // 3
-    Q = _range_basis(op, rademacher((k, n), generator, op.dtype, op.device))
-    low_rank = sum(_dot(q, op.matvec(q)) for q in Q.T)
-    samples = _deflated_hutchinson(op, Q, int(n_matvec) - 2 * k, generator)
+    Qt = _range_basis(op, rademacher((k, n), generator, op.dtype, op.device))
+    low_rank = sum(_dot(q, op.matvec(q)) for q in Qt)
+    samples = _deflated_hutchinson(op, Qt, int(n_matvec) - 2 * k, generator)
     stderr = float(samples.std(ddof=1)) / math.sqrt(len(samples)) if len(samples) > 1 else math.nan
     return TraceEstimate(
         value=float(low_rank + samples.mean()),
@@ -142,20 +142,23 @@ def trace_estimate(op: Any, n_matvec: int = 100, *, seed: int = 0) -> TraceEstim
 
 
 def _range_basis(op: Any, sketch: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis ``(n, k)`` of the range of :math:`AS` (Householder QR)."""
+    r""":math:`Q^\top`, rows an orthonormal basis of the range of :math:`AS` (Householder QR).
+
+    ``sketch`` holds the columns of :math:`S` as rows, shape ``(k, n)``; so does the result.
+    """
     Y = torch.stack([op.matvec(s) for s in sketch], dim=1)
     Q, _ = torch.linalg.qr(Y)
-    return Q
+    return Q.T.contiguous()
 
 
 def _deflated_hutchinson(
-    op: Any, Q: torch.Tensor, count: int, generator: torch.Generator
+    op: Any, Qt: torch.Tensor, count: int, generator: torch.Generator
 ) -> np.ndarray:
     r"""``count`` samples :math:`(Pg)^\top A (Pg)`, :math:`P = I - QQ^\top`, float64."""
     samples = np.empty(count)
     for i in range(count):
-        g = rademacher((Q.shape[0],), generator, op.dtype, op.device)
-        g -= Q @ (Q.T @ g)
+        g = rademacher((Qt.shape[1],), generator, op.dtype, op.device)
+        g.addmv_(Qt.T, Qt @ g, alpha=-1.0)
         samples[i] = _dot(g, op.matvec(g))
     return samples
 

@@ -15,6 +15,7 @@ from scipy.integrate import cumulative_trapezoid
 import specdiag as sd
 from specdiag.linalg.density import DEFAULT_SIGMA_FRACTION, SpectralDensity, spectral_density
 from specdiag.linalg.operator import MatrixOperator
+from specdiag.linalg.parts import SymmetricPart
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -198,6 +199,19 @@ def test_a_non_symmetric_operator_gets_a_warning() -> None:
         spectral_density(torch.from_numpy(rng.normal(size=(9, 9))))  # the exact path
 
 
+def test_a_game_jacobian_warns_and_its_symmetric_part_does_not() -> None:
+    small = gan_game(hidden=64, dtype=torch.float32)  # 643 parameters
+    jacobian = sd.GameJacobian(small.game, None)
+    with pytest.warns(UserWarning, match="not symmetric"):
+        spectral_density(jacobian, n_vectors=1, n_steps=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = spectral_density(SymmetricPart(jacobian), n_vectors=1, n_steps=20)
+    J = small.dense_jacobian().double().numpy()
+    lam = np.linalg.eigvalsh((J + J.T) / 2)
+    assert result.nodes.max() == pytest.approx(lam.max(), rel=1e-3)  # the top Ritz value
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -242,3 +256,17 @@ def test_cpu_and_cuda_draw_the_same_start_vectors() -> None:
         result = spectral_density(on_device, n_vectors=2, n_steps=20)
         np.testing.assert_allclose(result.nodes, reference.nodes, atol=1e-10)
         np.testing.assert_allclose(result.weights, reference.weights, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_no_ghost_copies_of_converged_outliers(dtype) -> None:
+    # Without reorthogonalisation, 80 steps on this spectrum repeat the outliers many times.
+    outliers = np.array([-50.0, 100.0, 300.0, 1000.0])
+    lam = np.concatenate([np.linspace(-1.0, 1.0, 1996), outliers])
+    q = rotation(2000)
+    op = MatrixOperator(torch.from_numpy((q * lam) @ q.T).to(dtype))
+    result = spectral_density(op, n_vectors=3)
+    for nodes in result.nodes:
+        for outlier in outliers:
+            assert np.sum(np.abs(nodes - outlier) < 1.0) == 1, (outlier, nodes[-6:])
+        assert np.all((nodes > -1.0 - 1e-3) | np.isin(np.round(nodes), outliers))
