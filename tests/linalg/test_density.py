@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from games import gan_game
-from scipy.integrate import cumulative_trapezoid
+from scipy.integrate import cumulative_trapezoid, trapezoid
 
 import specdiag as sd
 from specdiag.linalg.density import DEFAULT_SIGMA_FRACTION, SpectralDensity, spectral_density
@@ -103,7 +103,7 @@ def test_weights_sum_to_one_density_integrates_to_one_and_products_are_counted(d
     result = spectral_density(op, n_vectors=4, n_steps=30, n_grid=300)
     assert result.nodes.shape == result.weights.shape == (4, 30)
     np.testing.assert_allclose(result.weights.sum(axis=1), 1.0, atol=1e-12)
-    assert np.trapezoid(result.density, result.grid) == pytest.approx(1.0, abs=1e-12)
+    assert trapezoid(result.density, result.grid) == pytest.approx(1.0, abs=1e-12)
     assert result.n_matvec == op.n_matvec == 4 * 30
     assert np.all(result.nodes >= lam.min() - 1e-4) and np.all(result.nodes <= lam.max() + 1e-4)
     assert result.density.dtype == result.grid.dtype == np.float64
@@ -126,11 +126,11 @@ def test_given_grid_and_sigma_are_used_and_the_density_is_normalised_on_them() -
     result = spectral_density(op, n_vectors=2, n_steps=20, grid=grid, sigma=0.1)
     np.testing.assert_array_equal(result.grid, grid)
     assert result.sigma == 0.1
-    assert np.trapezoid(result.density, grid) == pytest.approx(1.0, abs=1e-12)
+    assert trapezoid(result.density, grid) == pytest.approx(1.0, abs=1e-12)
     # the same nodes, broadened by hand
     z = (grid[:, None, None] - result.nodes[None]) / 0.1
     by_hand = (np.exp(-0.5 * z**2) * result.weights[None]).sum(axis=(1, 2))
-    np.testing.assert_allclose(result.density, by_hand / np.trapezoid(by_hand, grid), rtol=1e-12)
+    np.testing.assert_allclose(result.density, by_hand / trapezoid(by_hand, grid), rtol=1e-12)
 
 
 def test_same_seed_same_result_other_seed_other_result_global_streams_untouched() -> None:
@@ -170,6 +170,24 @@ def test_a_run_stops_at_an_invariant_subspace_with_exact_nodes(dtype) -> None:
     atol = 1e-10 if dtype == torch.float64 else 1e-4
     np.testing.assert_allclose(result.nodes, np.tile(distinct, (3, 1)), atol=atol)
     np.testing.assert_allclose(result.weights.sum(axis=1), 1.0, atol=1e-12)
+
+
+class ReturnsItsInput:
+    """The identity, returning the very tensor it was given (a view of the basis)."""
+
+    shape, dtype, device = (100, 100), torch.float32, torch.device("cpu")
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return v
+
+
+def test_the_identity_breaks_down_at_once_and_gets_a_nonzero_width() -> None:
+    result = spectral_density(ReturnsItsInput(), n_vectors=2)
+    np.testing.assert_array_equal(result.steps, [1, 1])
+    np.testing.assert_allclose(result.nodes, 1.0, rtol=1e-6)
+    assert result.sigma == pytest.approx(DEFAULT_SIGMA_FRACTION)  # 1% of |1|: nodes coincide
+    assert trapezoid(result.density, result.grid) == pytest.approx(1.0)
+    assert result.grid[np.argmax(result.density)] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_cdf_of_the_node_measure() -> None:
