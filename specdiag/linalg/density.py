@@ -35,8 +35,8 @@ Lanczos here keeps every basis vector (``n_steps`` vectors of length ``n`` on th
 operator's device, in its dtype) and reorthogonalises each new one against all of them
 (classical Gram–Schmidt after the three-term recurrence, repeated when it removed much
 of the norm), so the Ritz values carry no spurious copies ("ghost" eigenvalues) of
-converged ones. The small tridiagonal problems are solved in
-float64 on the host.
+converged ones. The basis costs ``n_steps * n`` numbers of memory; the small
+tridiagonal problems are solved in float64 on the host.
 """
 
 from __future__ import annotations
