@@ -40,6 +40,11 @@ _LAZY = {
     "eigs": "linalg",
     "eigsh": "linalg",
     "EigResult": "linalg",
+    "SymmetricPart": "linalg",
+    "spectral_density": "linalg",
+    "SpectralDensity": "linalg",
+    "trace_estimate": "linalg",
+    "TraceEstimate": "linalg",
     "probe": "probing",
     "ProbeRecord": "probing",
     "OperatorRecord": "probing",
@@ -80,7 +85,18 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         update_operator,
     )
     from .game import Game, GameField, GameJacobian, PlayerHessian
-    from .linalg import EigResult, LinearOperator, MatrixOperator, eigs, eigsh
+    from .linalg import (
+        EigResult,
+        LinearOperator,
+        MatrixOperator,
+        SpectralDensity,
+        SymmetricPart,
+        TraceEstimate,
+        eigs,
+        eigsh,
+        spectral_density,
+        trace_estimate,
+    )
     from .monitor import AtSteps, Every, LogSpaced, SpectrumMonitor, schedules
     from .probing import OperatorRecord, ProbeMemory, ProbeRecord, probe, probe_memory
     from .stability import StepSizeBound, max_stable_lr, update_eigenvalues, update_radius
@@ -115,6 +131,11 @@ __all__ = [
     "eigs",
     "eigsh",
     "EigResult",
+    "SymmetricPart",
+    "spectral_density",
+    "SpectralDensity",
+    "trace_estimate",
+    "TraceEstimate",
     "probe",
     "ProbeRecord",
     "OperatorRecord",

@@ -151,7 +151,7 @@ def frozen_power_iterations(modules: Iterable[nn.Module]) -> Iterator[None]:
 
 
 def _step(game: Game) -> float:
-    """The step size: the cube root of the dtype's epsilon (central differences' optimum
+    r"""The step size: the cube root of the dtype's epsilon (central differences' optimum
     for :math:`O(h^2)` truncation against :math:`O(\epsilon/h)` rounding), times the
     parameters' root-mean-square size."""
     x = game.layout.join(game.parameters())
@@ -188,5 +188,6 @@ def derivative_check(
         "does not carry the true second derivative, so these eigenvalues are not J's. Likely "
         "causes: a custom autograd.Function whose backward is not differentiable (or marked "
         "@once_differentiable), checkpoint(use_reentrant=True), a fused kernel without double "
-        "backward. Use differentiable implementations while probing."
+        "backward, or a .detach() of one player's output in another's loss. Use "
+        "differentiable implementations while probing."
     )

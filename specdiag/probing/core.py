@@ -313,9 +313,9 @@ def _probe_field(
         )
         return outcome
     assert gamefield is not None
-    if gamefield.uncoupled:
+    if gamefield.uncoupled:  # then J is known not to be v's derivative: no check needed
         outcome.flags |= flag_bit("uncoupled")
-    if check:
+    elif check:
         mismatch = _checked(game, batch, ctx)
         if mismatch:
             outcome.flags |= flag_bit("derivative_mismatch")

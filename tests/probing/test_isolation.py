@@ -65,7 +65,7 @@ def test_training_with_numpy_noise_is_bit_identical_with_and_without_the_monitor
         np.random.seed(3)
         opt = torch.optim.SGD(game.parameters(), lr=1e-2)
         mon = sd.SpectrumMonitor(game, tmp_path / f"run{monitor}.h5", every=2, k=2,
-                                 probe_batch=batch, overwrite=True) if monitor else None
+                                 probe_batch=batch, resume=False) if monitor else None
         for step in range(5):
             opt.zero_grad()
             loss = sum(game._losses(batch).values())
