@@ -68,9 +68,20 @@ class ConvergenceWarning(UserWarning):
 
 
 class ProbeWarning(UserWarning):
-    """A probe failed (non-finite loss, an exception in the closure) or did not
-    converge. The failure is recorded in the probe's record and trace; training goes on.
+    """A probe failed (non-finite loss, an exception in the closure) or did not converge.
+
+    The failure is recorded in the probe's record and trace; training goes on.
+
+    Attributes
+    ----------
+    causes : tuple of str
+        What the warning is about, one short key per cause (``"jacobian:unconverged"``,
+        ``"uncoupled"``, ...): a monitor warns once per cause and counts the rest.
     """
+
+    def __init__(self, message: object = "", causes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.causes = tuple(causes)
 
 
 def user_stacklevel() -> int:

@@ -6,7 +6,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Optional
 
-__all__ = ["ProbeBatches", "check_metadata"]
+import torch
+
+__all__ = ["ProbeBatches", "check_metadata", "to_device"]
 
 
 class ProbeBatches:
@@ -20,10 +22,18 @@ class ProbeBatches:
     probe_batches : sequence, optional
         Several fixed batches, each probed at every probe (instead of ``probe_batch``).
 
+    device : torch.device, optional
+        Where the batches go: the tensors of fixed batches are moved there once, those
+        of the current and the callable's batches at every probe.
+
     Attributes
     ----------
     mode : str
         A description for the trace's configuration (``"fixed"``, ``"current"``, ...).
+    fixed : bool
+        Whether the batches are the same at every probe.
+    count : int
+        Batches per probe.
 
     Raises
     ------
@@ -32,7 +42,14 @@ class ProbeBatches:
         ``"current"``.
     """
 
-    def __init__(self, probe_batch: Any = None, probe_batches: Optional[Sequence[Any]] = None):
+    def __init__(
+        self,
+        probe_batch: Any = None,
+        probe_batches: Optional[Sequence[Any]] = None,
+        *,
+        device: Optional[torch.device] = None,
+    ) -> None:
+        self.device = device
         self._fixed: Optional[list[Any]] = None
         self._source: Optional[Callable[[int], Any]] = None
         if probe_batches is not None:
@@ -60,14 +77,45 @@ class ProbeBatches:
         else:
             self._fixed = [probe_batch]
             self.mode = "fixed"
+        if self._fixed is not None:
+            self._fixed = [to_device(b, device) for b in self._fixed]
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the batches are the same at every probe."""
+        return self._fixed is not None
+
+    @property
+    def count(self) -> int:
+        """Batches per probe."""
+        return 1 if self._fixed is None else len(self._fixed)
 
     def __call__(self, step: int, current: Any) -> list[Any]:
         """The batches to probe at ``step``, given the current training batch."""
         if self._fixed is not None:
             return self._fixed
         if self._source is not None:
-            return [self._source(step)]
-        return [current]
+            return [to_device(self._source(step), self.device)]
+        return [to_device(current, self.device)]
+
+
+def to_device(batch: Any, device: Optional[torch.device]) -> Any:
+    """``batch`` with every tensor in it (in dicts, lists and tuples) on ``device``."""
+    if device is None:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        return batch if batch.device == device else batch.to(device)
+    if isinstance(batch, Mapping):
+        return (
+            type(batch)({k: to_device(v, device) for k, v in batch.items()})
+            if isinstance(batch, dict)
+            else {k: to_device(v, device) for k, v in batch.items()}
+        )
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+        return type(batch)(*(to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
 def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -19,24 +19,34 @@ and optimiser state, bit for bit, as the run without it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
+from torch import distributed as dist
 
 from ..dynamics import UpdateRule
-from ..errors import ProbeWarning, TraceError, user_stacklevel
+from ..errors import TraceError
 from ..game import Game
 from ..linalg.options import DEFAULT_TOL, BasisOptions
 from ..probing import ProbeOptions, ProbeRecord
-from ..probing.core import run_probe
+from ..probing.checks import explain
 from ..probing.distributed import ProbeGroup, all_agree, resolve_group
 from ..probing.options import DEFAULT_K
-from ..probing.plan import SPECTRA, Plan, plan_operators
+from ..probing.plan import SPECTRA, Plan
+from ..probing.session import ProbeSession
+from ..probing.solves import failed_record
 from ..trace import TraceWriter
+from ..validation import integer
 from .batches import ProbeBatches, check_metadata
+from .clock import TrainingClock
+from .report import WarningLedger, cost_message, log
 from .schedules import Schedule, as_schedule, schedule_config
 
 __all__ = ["SpectrumMonitor"]
@@ -138,6 +148,29 @@ class SpectrumMonitor:
         Where and how the solvers keep their Krylov bases, for models whose basis
         would not fit next to them (see :func:`~specdiag.probe`);
         :func:`~specdiag.probing.memory.probe_memory` tells the memory a probe takes.
+    budget : float, optional
+        Keep the time spent probing at or below this fraction of the training's own
+        wall time (measured between :meth:`step` calls; see
+        :mod:`specdiag.monitor.clock`): a due probe that does not fit waits for the first
+        later step where it does, and is recorded at that step (its message says from
+        which step it was postponed). ``budget=0.1`` costs training at most about 10%.
+        The first probe always runs when due: it measures what a probe costs.
+    defer : bool
+        Probe nothing during training: at each due step save a snapshot of what the
+        probe needs (parameters, buffers, the probe batch once if fixed, the seed) into
+        :attr:`snapshot_dir`, and compute the trace afterwards, or elsewhere, with
+        :func:`specdiag.probe_snapshots` or ``specdiag probe`` (``docs/deferred.md``).
+        Nothing is written at ``path`` during training.
+    snapshot_dir : str or os.PathLike, optional
+        Where ``defer=True`` keeps its snapshots; default ``path`` with the suffix
+        ``.snapshots`` instead of ``.h5``.
+    warm_start : bool
+        Start each solve from the Ritz subspace of the same operator at the previous
+        probe (fewer products; the same convergence test). ``False``: every solve cold.
+    on_probe : callable, optional
+        ``on_probe(record)`` after every probe is written, for any logger (Weights &
+        Biases, MLflow, ...: ``docs/integrations.md`` has recipes). An exception it
+        raises is warned about once and training goes on.
 
     Attributes
     ----------
@@ -146,6 +179,16 @@ class SpectrumMonitor:
     schedule : Schedule
     last : ProbeRecord or None
         The most recent record (the last probe batch's, when several).
+    options : ProbeOptions
+        The probe settings, validated.
+    snapshot_dir : str or None
+        The snapshot directory (``defer=True``), else ``None``.
+    probe_seconds : float
+        Seconds spent inside :meth:`step` probing, writing and saving so far (kept out
+        of the training's own time; report it separately from your timers).
+    warning_counts : dict of str to int
+        How often each cause of a ProbeWarning occurred: the monitor warns once per
+        cause and counts the rest.
 
     Raises
     ------
@@ -157,7 +200,12 @@ class SpectrumMonitor:
 
     Notes
     -----
-    :meth:`step` on a step that is not due costs about a microsecond. The monitor is a
+    A failure inside a probe (an exception while differentiating the losses, NaN, a
+    probe batch callable that raises, an unwritable trace) is recorded and warned about,
+    and training goes on; only ``on_error="raise"`` lets it out. At its first probe the
+    monitor logs what a probe costs in training steps and what the schedule will cost
+    (logger ``"specdiag"``; a warning when the schedule would slow training more than
+    1.5 times). :meth:`step` on a step that is not due costs about a microsecond. The monitor is a
     context manager; :meth:`close` is idempotent. An exception raised out of a probe
     (``on_error="raise"``, a bad game definition, an interrupt) closes the monitor
     first, so the trace is never left open: the rows written so far stay readable.
@@ -194,6 +242,11 @@ class SpectrumMonitor:
         shard_basis: bool = False,
         update: Optional[UpdateRule] = None,
         helmholtz: Optional[int] = None,
+        budget: Optional[float] = None,
+        defer: bool = False,
+        snapshot_dir: str | os.PathLike[str] | None = None,
+        warm_start: bool = True,
+        on_probe: Optional[Callable[[ProbeRecord], Any]] = None,
     ) -> None:
         if not isinstance(game, Game):
             raise TypeError(f"game must be a specdiag.Game, got {type(game).__name__}")
@@ -216,24 +269,48 @@ class SpectrumMonitor:
             update=update,
             helmholtz=helmholtz,
         )
-        self._plans = plan_operators(game, self.options)
+        self._session = ProbeSession(game, self.options, warm_start=warm_start)
+        self._plans = self._session.plans
         self.schedule = as_schedule(every)
         self._due = self.schedule.due
-        self._batches = ProbeBatches(probe_batch, probe_batches)
+        self._batches = ProbeBatches(probe_batch, probe_batches, device=game.device)
         self._summary_writer = _checked_writer(summary_writer)
-        self.game = game
-        self.path = os.fspath(path)
+        self._on_probe = _checked_callable(on_probe, "on_probe")
+        self._budget = _checked_budget(budget)
+        self.game, self.path = game, os.fspath(path)
         self.last: Optional[ProbeRecord] = None
-        self._closed = False
-        config = self._config(resume=resume, swmr=swmr, metadata=metadata, group=group)
-        self._writer = self._open_trace(
-            group,
-            config=config,
-            resume=resume,
-            swmr=swmr,
-            locking=locking,
-            resume_step=resume_step,
+        self._group, self._closed, self._pending = group, False, None
+        self._clock, self._ledger, self._said_cost = TrainingClock(), WarningLedger(), False
+        self.snapshot_dir: Optional[str] = None
+        self._snapshots: Any = None
+        self._writer: Optional[TraceWriter] = None
+        if defer:
+            self._snapshots = self._snapshot_writer(snapshot_dir, probe_batch, seed)
+        else:
+            config = self._config(resume=resume, swmr=swmr, metadata=metadata, group=group)
+            self._writer = self._open_trace(
+                group,
+                config=config,
+                resume=resume,
+                swmr=swmr,
+                locking=locking,
+                resume_step=resume_step,
+            )
+
+    def _snapshot_writer(self, directory: Any, probe_batch: Any, seed: Optional[int]) -> Any:
+        """The writer of the snapshots of ``defer=True`` (rank 0 only)."""
+        from .snapshots import SnapshotWriter
+
+        fixed = (
+            probe_batch
+            if not (probe_batch is None or callable(probe_batch) or isinstance(probe_batch, str))
+            else None
         )
+        where = Path(self.path).with_suffix(".snapshots") if directory is None else Path(directory)
+        self.snapshot_dir = os.fspath(where)
+        if self._group is not None and self._group.rank != 0:
+            return None
+        return SnapshotWriter(where, self.game, probe_batch=fixed, seed=seed or 0)
 
     def _config(
         self,
@@ -255,6 +332,8 @@ class SpectrumMonitor:
             "which": {p.name: p.which for p in spectra},
             "metadata": check_metadata(metadata),
             "world_size": 1 if group is None else group.world_size,
+            "budget": self._budget,
+            "warm_start": self._session.warm_start,
         }
 
     def _open_trace(
@@ -273,7 +352,7 @@ class SpectrumMonitor:
             try:
                 writer = TraceWriter(
                     self.path,
-                    operators=_layout(self._plans),
+                    operators=layout_of(self._plans),
                     players=self.game.sizes,
                     width=self.options.k + 1,
                     config=config,
@@ -295,6 +374,7 @@ class SpectrumMonitor:
             raise error
         return writer
 
+    # ------------------------------------------------------------------ the loop
     def due(self, step: int) -> bool:
         """Whether the schedule probes at ``step``."""
         return self._due(step)
@@ -310,52 +390,169 @@ class SpectrumMonitor:
             The current training batch: probed with ``probe_batch="current"`` or when
             no probe batch was given; ignored otherwise.
         force : bool
-            Probe now whatever the schedule says.
+            Probe now whatever the schedule (and the budget) says.
 
         Returns
         -------
         list of ProbeRecord
-            One per probe batch; empty when no probe was due.
+            One per probe batch; empty when no probe ran (not due, postponed by the
+            budget, or ``defer=True``).
         """
-        if not (force or self._due(step)):
-            return []
-        if self._closed:
-            raise RuntimeError(
-                f"SpectrumMonitor({self.path!r}) is closed; create a new monitor (resume=True "
-                "appends to the same trace)"
-            )
-        records: list[ProbeRecord] = []
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            integer(step, "step (the training step)")
+        self._clock.enter()
+        start = time.perf_counter()
         try:
-            for index, probe_batch in enumerate(self._batches(step, batch)):
-                record = run_probe(
-                    self.game,
-                    probe_batch,
-                    self.options,
-                    step=step,
-                    batch_index=index,
-                    plans=self._plans,
+            if (force or self._due(step)) and self._pending is None:
+                self._pending = int(step)
+            if self._pending is None or not (force or self._now()):
+                return []
+            if self._closed:
+                raise RuntimeError(
+                    f"SpectrumMonitor({self.path!r}) is closed; create a new monitor "
+                    "(resume=True appends to the same trace)"
                 )
-                self._write(record)
-                records.append(record)
-                self.last = record
+            due, self._pending = self._pending, None
+            if self.snapshot_dir is not None:
+                return self._snapshot(step, batch)
+            return self._probe(step, batch, due)
         except BaseException:
             self.close()
             raise
-        self._log_scalars(records, step)
+        finally:
+            self._clock.leave(time.perf_counter() - start)
+
+    def _now(self) -> bool:
+        """Whether the pending probe fits the budget now (the same answer on every rank)."""
+        fits = self._budget is None or self._clock.fits(self._budget)
+        if self._group is None:
+            return fits
+        flag = torch.tensor([1.0 if fits else 0.0], device=self.game.device)
+        dist.broadcast(flag, src=0, group=self._group.group)
+        return bool(flag.item())
+
+    def _snapshot(self, step: int, batch: Any) -> list[ProbeRecord]:
+        """``defer=True``: save what the probe needs, probe nothing."""
+        start = time.perf_counter()
+        if self._snapshots is not None:
+            try:
+                self._snapshots.save(
+                    step, None if self._batches.fixed else self._batches(step, batch)[0]
+                )
+            except Exception as exc:
+                if self.options.on_error == "raise":
+                    raise
+                self._ledger.warn(
+                    "snapshot",
+                    f"specdiag: the snapshot at step {step} was not "
+                    f"saved ({explain(exc)}); training goes on",
+                )
+        self._clock.probed(time.perf_counter() - start)
+        return []
+
+    def _probe(self, step: int, batch: Any, due: int) -> list[ProbeRecord]:
+        """Probe every probe batch now, write and report the records."""
+        records: list[ProbeRecord] = []
+        start = time.perf_counter()
+        try:
+            batches = self._batches(step, batch)
+        except Exception as exc:  # a probe_batch callable that raised
+            if self.options.on_error == "raise":
+                raise
+            batches = [_Unavailable(exc)]
+        for index, probe_batch in enumerate(batches):
+            record = self._one(probe_batch, step, index)
+            record = self._timed(record, time.perf_counter() - start, due)
+            self._write(record)
+            self._report(record)
+            records.append(record)
+            self.last = record
+        self._first_cost(time.perf_counter() - start)
         return records
 
-    def _log_scalars(self, records: list[ProbeRecord], step: int) -> None:
-        """Every record's scalars to the summary writer (rank 0 only)."""
-        if self._summary_writer is None or self._writer is None:
+    def _one(self, probe_batch: Any, step: int, index: int) -> ProbeRecord:
+        """One probe through the session; any failure becomes a failed record."""
+        failure: Optional[Exception] = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                if isinstance(probe_batch, _Unavailable):
+                    raise probe_batch.error
+                record = self._session.probe(probe_batch, step=step, batch_index=index)
+            except Exception as exc:
+                if self.options.on_error == "raise":
+                    raise exc.__cause__ if isinstance(exc, _BatchError) else exc
+                failure = exc
+        self._ledger.replay(caught)
+        return self._failed(step, index, failure) if failure is not None else record
+
+    def _failed(self, step: int, index: int, exc: Exception) -> ProbeRecord:
+        """The record of a probe that raised: every operator failed, with the reason."""
+        source = "the probe batch" if isinstance(exc, _BatchError) else "the probe"
+        message = f"{source} raised {explain(exc.__cause__ or exc)}"
+        self._ledger.warn(
+            f"raised:{type(exc).__name__}",
+            f"specdiag probe at step {step}: {message}; training goes on",
+        )
+        return ProbeRecord(
+            step=step,
+            batch_index=index,
+            seed=self.options.seed,
+            losses=dict.fromkeys(self.game.player_names, float("nan")),
+            wall_time=0.0,
+            build_time=0.0,
+            status="error",
+            operators={p.name: failed_record(p, "error", message) for p in self._plans},
+            message=message,
+        )
+
+    def _timed(self, record: ProbeRecord, seconds: float, due: int) -> ProbeRecord:
+        """The record with the run's timing (and a note when the budget postponed it)."""
+        clock = self._clock
+        spent = clock.probe_time + seconds
+        message = record.message
+        if due != record.step:
+            note = f"due at step {due}, postponed by the budget"
+            message = f"{message}; {note}" if message else note
+        return dataclasses.replace(
+            record,
+            message=message,
+            train_time=clock.since_probe,
+            overhead=spent / clock.train_time if clock.train_time > 0 else float("nan"),
+            cost_steps=record.wall_time / clock.step_time if clock.steps else float("nan"),
+        )
+
+    def _first_cost(self, seconds: float) -> None:
+        """Log once what a probe costs (at the first probe), and remember the cost."""
+        if not self._said_cost:
+            level, text = cost_message(seconds, self._clock.step_time, self.schedule, self._budget)
+            log(level, text)
+            self._said_cost = True
+        self._clock.probed(seconds)
+
+    def _report(self, record: ProbeRecord) -> None:
+        """The record's scalars to the summary writer, and the record to ``on_probe``."""
+        if self._writer is None:  # a rank other than 0 of a distributed probe
             return
-        several = len(records) > 1
-        for record in records:
-            suffix = f"/batch{record.batch_index}" if several else ""
-            for name, op in record.items():
-                for scalar, value in op.scalars.items():
-                    self._summary_writer.add_scalar(
-                        f"specdiag/{name}/{scalar}{suffix}", value, step
-                    )
+        for receiver, cause in (
+            (self._summary_writer, "summary_writer"),
+            (self._on_probe, "on_probe"),
+        ):
+            if receiver is None:
+                continue
+            try:
+                if cause == "summary_writer":
+                    _log_scalars(receiver, record, several=self._batches.count > 1)
+                else:
+                    receiver(record)
+            except Exception as exc:  # a logger must not stop training
+                if self.options.on_error == "raise":
+                    raise
+                self._ledger.warn(
+                    cause,
+                    f"specdiag: {cause} raised {explain(exc)} at step "
+                    f"{record.step}; training goes on",
+                )
 
     def _write(self, record: ProbeRecord) -> None:
         if self._writer is None:  # a rank other than 0 of a distributed probe
@@ -365,12 +562,25 @@ class SpectrumMonitor:
         except TraceError as error:
             if self.options.on_error == "raise":
                 raise
-            if self.options.on_error == "warn":
-                warnings.warn(
-                    f"specdiag: the probe at step {record.step} was not recorded: {error}",
-                    ProbeWarning,
-                    stacklevel=user_stacklevel(),
-                )
+            self._ledger.warn(
+                "write", f"specdiag: the probe at step {record.step} was not recorded: {error}"
+            )
+
+    # ------------------------------------------------------------------ lifetime
+    @property
+    def probe_seconds(self) -> float:
+        """Seconds spent inside :meth:`step` probing, writing and saving so far."""
+        return self._clock.probe_time
+
+    @property
+    def overhead(self) -> float:
+        """Seconds probing divided by seconds training, so far (NaN before training)."""
+        return self._clock.overhead
+
+    @property
+    def warning_counts(self) -> dict[str, int]:
+        """How often each cause of a ProbeWarning occurred."""
+        return dict(self._ledger.counts)
 
     def close(self) -> None:
         """Close the trace; idempotent. The summary writer is the caller's to close."""
@@ -394,9 +604,33 @@ class SpectrumMonitor:
         return f"SpectrumMonitor({self.path!r}, every={self.schedule!r}, {state})"
 
 
-def _layout(plans: list[Plan]) -> dict[str, dict[str, Any]]:
-    """The trace's operators: kind, which and order of every planned solve."""
-    return {p.name: {"kind": p.kind, "which": p.which, "n": p.n} for p in plans}
+class _BatchError(RuntimeError):
+    """A probe batch could not be made (its callable raised)."""
+
+
+class _Unavailable:
+    """Stands for a probe batch whose callable raised: probing it raises the error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = _BatchError(str(error))
+        self.error.__cause__ = error
+
+
+def layout_of(plans: list[Plan]) -> dict[str, dict[str, Any]]:
+    """The trace's operators: kind, which, order and width of every planned solve (the
+    width holds ``k`` eigenvalues and a conjugate pair kept whole, at most ``n``)."""
+    return {
+        p.name: {"kind": p.kind, "which": p.which, "n": p.n, "width": max(1, min(p.k + 1, p.n))}
+        for p in plans
+    }
+
+
+def _log_scalars(writer: Any, record: ProbeRecord, several: bool) -> None:
+    """Every scalar of ``record`` to a TensorBoard-like writer."""
+    suffix = f"/batch{record.batch_index}" if several else ""
+    for name, op in record.items():
+        for scalar, value in op.scalars.items():
+            writer.add_scalar(f"specdiag/{name}/{scalar}{suffix}", value, record.step)
 
 
 def _checked_writer(summary_writer: Any) -> Any:
@@ -408,3 +642,19 @@ def _checked_writer(summary_writer: Any) -> Any:
             f"{type(summary_writer).__name__}"
         )
     return summary_writer
+
+
+def _checked_callable(value: Any, name: str) -> Any:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
+    return value
+
+
+def _checked_budget(budget: Optional[float]) -> Optional[float]:
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1:
+        raise ValueError(
+            f"budget must be a fraction of the training time in (0, 1], e.g. 0.1; got {budget!r}"
+        )
+    return float(budget)

@@ -178,7 +178,13 @@ def as_schedule(every: int | Iterable[int] | Schedule) -> Schedule:
     if isinstance(every, (int, np.integer)) and not isinstance(every, bool):
         return Every(every)
     if isinstance(every, Iterable) and not isinstance(every, (str, bytes)):
-        return AtSteps(every)
+        schedule = AtSteps(every)
+        if not schedule.steps:
+            raise ValueError(
+                "every is empty, so the monitor would never probe; list the steps, or pass "
+                "every=AtSteps([]) to probe only when step(..., force=True) asks"
+            )
+        return schedule
     raise TypeError(
         "every must be an integer (probe every n steps), an iterable of steps, or a schedule "
         f"with a due(step) method (specdiag.monitor.schedules.Every, AtSteps, LogSpaced); got "

@@ -254,7 +254,7 @@ def run_probe(
         outcome = _probe_field(game, batch, plans, ctx, check)
     notes = list(outcome.notes)
     if moved:
-        notes.append(_moved_message(moved))
+        notes.append(("modified_in_place", _moved_message(moved)))
         outcome.flags |= flag_bit("modified_in_place")
     records = outcome.records
     record = ProbeRecord(
@@ -266,7 +266,7 @@ def run_probe(
         build_time=outcome.build_time,
         status=next((r.status for r in records.values() if r.status != "ok"), "ok"),
         operators=records,
-        message="; ".join(notes),
+        message="; ".join(text for _, text in notes),
         flags=outcome.flags,
     )
     # Under torch.distributed rank 0 speaks for the group; other ranks only of their own failures.
@@ -283,8 +283,8 @@ class _Outcome:
     losses: dict[str, float]
     build_time: float
     own_failure: bool
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (cause, text)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (cause, text), in the record
     flags: int = 0
 
 
@@ -308,40 +308,46 @@ def _probe_field(
         refused = isinstance(failure.exception, MemoryError)
         outcome.records = {p.name: failed_record(p, failure.status, failure.message) for p in plans}
         outcome.problems.append(
-            f"{'the probe was refused' if refused else 'the losses failed'} ({failure.status}): "
-            f"{failure.message}"
+            (
+                f"failed:{failure.status}",
+                f"{'the probe was refused' if refused else 'the losses failed'} ({failure.status}): "
+                f"{failure.message}",
+            )
         )
         return outcome
     assert gamefield is not None
     if gamefield.uncoupled:  # then J is known not to be v's derivative: no check needed
         outcome.flags |= flag_bit("uncoupled")
     elif check:
-        mismatch = _checked(game, batch, ctx)
-        if mismatch:
-            outcome.flags |= flag_bit("derivative_mismatch")
-            outcome.notes.append(mismatch)
+        note = _checked(game, batch, ctx)
+        if note is not None:
+            outcome.notes.append(note)
+            if note[0] == "derivative_mismatch":
+                outcome.flags |= flag_bit("derivative_mismatch")
     outcome.records = _solve_all(gamefield, plans, ctx)
     outcome.problems += [
-        f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else "")
+        (f"{r.name}:{r.status}", f"{r.name}: {r.status}" + (f" ({r.message})" if r.message else ""))
         for r in outcome.records.values()
         if r.status != "ok"
     ]
     return outcome
 
 
-def _checked(game: Game, batch: Any, ctx: ProbeContext) -> Optional[str]:
-    """The derivative check's mismatch message, or None (also when it could not run)."""
+def _checked(game: Game, batch: Any, ctx: ProbeContext) -> Optional[tuple[str, str]]:
+    """``(cause, message)`` of the derivative check: a mismatch, or a check that could
+    not run; None when the product passed."""
     try:
-        return derivative_check(game, batch, seed=ctx.field_seed, generator_seed=ctx.seed)
+        mismatch = derivative_check(game, batch, seed=ctx.field_seed, generator_seed=ctx.seed)
+        return None if mismatch is None else ("derivative_mismatch", mismatch)
     except Exception as exc:  # the solves will meet the same problem and record it
         if ctx.options.on_error == "raise":
             raise
-        return f"the derivative check could not run ({explain(exc)})"
+        return ("derivative_check", f"the derivative check could not run ({explain(exc)})")
 
 
 def _build(
     game: Game, batch: Any, plans: list[Plan], ctx: ProbeContext
-) -> tuple[Optional[GameField], Optional[_Failure], float, list[str]]:
+) -> tuple[Optional[GameField], Optional[_Failure], float, list[tuple[str, str]]]:
     """The probe's field, or why there is none (differentiating the losses failed, or the
     solves would not fit in memory), the seconds spent building it, and what the field
     said while it was built (an uncoupled game)."""
@@ -356,7 +362,10 @@ def _build(
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
         return None, _Failure(status, explain(exc), exc), time.perf_counter() - start, []
     build_time = time.perf_counter() - start
-    notes = [str(w.message) for w in said]
+    notes = [
+        ("uncoupled" if "does not depend" in str(w.message) else "field", str(w.message))
+        for w in said
+    ]
     return gamefield, _memory_failure(game, plans, ctx), build_time, notes
 
 
@@ -426,13 +435,14 @@ def _moved_message(moved: list[str]) -> str:
     )
 
 
-def _warn(record: ProbeRecord, problems: list[str], on_error: str) -> None:
-    """One ProbeWarning listing the probe's problems (none with ``on_error="ignore"``)."""
+def _warn(record: ProbeRecord, problems: list[tuple[str, str]], on_error: str) -> None:
+    """One ProbeWarning listing the probe's problems, with their causes (none with
+    ``on_error="ignore"``)."""
     if not problems or on_error == "ignore":
         return
     where = "probe" if record.step is None else f"probe at step {record.step}"
     if record.batch_index:
         where += f" (batch {record.batch_index})"
-    warnings.warn(
-        f"specdiag {where}: " + "; ".join(problems), ProbeWarning, stacklevel=user_stacklevel()
-    )
+    message = f"specdiag {where}: " + "; ".join(text for _, text in problems)
+    causes = tuple(dict.fromkeys(cause for cause, _ in problems))
+    warnings.warn(ProbeWarning(message, causes), stacklevel=user_stacklevel())

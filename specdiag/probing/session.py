@@ -57,8 +57,14 @@ class ProbeSession:
         """One probe of the game at its current parameters (see :func:`~specdiag.probe`)."""
         state = self._states.setdefault(batch_index, ProbeState()) if self.warm_start else None
         record = run_probe(
-            self.game, batch, self.options, step=step, batch_index=batch_index,
-            plans=self.plans, state=state, check=not self._checked,
+            self.game,
+            batch,
+            self.options,
+            step=step,
+            batch_index=batch_index,
+            plans=self.plans,
+            state=state,
+            check=not self._checked,
         )
         self._checked = True
         self.n_probes += 1

@@ -8,6 +8,7 @@ instead of raising, unless the probe's ``on_error`` is ``"raise"``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import time
 import warnings
@@ -32,6 +33,7 @@ from .scalars import SCALARS, spectrum_scalars
 
 __all__ = ["ProbeContext", "ProbeState", "solve_plan", "failed_record"]
 
+_WARM = "return_basis" in inspect.signature(solve).parameters
 #: Float32 products resolve relative residuals down to about this.
 RESIDUAL_FLOOR = 1e-6
 
@@ -147,7 +149,7 @@ def _eigen_record(
         options = options.replace(tol=tol)
     generator = torch.Generator(device=op.device).manual_seed(ctx.seed)
     warm: dict[str, Any] = {}
-    if ctx.state is not None:
+    if ctx.state is not None and _WARM:
         warm = {"v0": ctx.state.bases.get(plan.name), "return_basis": True}
     start = time.perf_counter()
     try:

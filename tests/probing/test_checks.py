@@ -92,8 +92,9 @@ def test_reentrant_checkpoint_fails_inside_the_probe_with_a_message_naming_the_c
     assert all("use_reentrant=False" in r.message for r in rec.values())
 
 
-@pytest.mark.parametrize("norm", [spectral_norm, parametrized_spectral_norm],
-                         ids=["hook", "parametrization"])
+@pytest.mark.parametrize(
+    "norm", [spectral_norm, parametrized_spectral_norm], ids=["hook", "parametrization"]
+)
 def test_spectral_norm_is_not_a_false_alarm(norm):
     game = game_with(torch.tanh, norm=norm)
     with warnings.catch_warnings():

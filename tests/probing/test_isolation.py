@@ -38,8 +38,10 @@ def wgan_gp_like(noise: str):
         }
 
     gen = torch.Generator().manual_seed(1)
-    batch = (torch.randn(16, 2, generator=gen, dtype=torch.float64),
-             torch.randn(16, 3, generator=gen, dtype=torch.float64))
+    batch = (
+        torch.randn(16, 2, generator=gen, dtype=torch.float64),
+        torch.randn(16, 3, generator=gen, dtype=torch.float64),
+    )
     return sd.Game({"generator": G, "discriminator": D}, losses), batch
 
 
@@ -64,8 +66,13 @@ def test_training_with_numpy_noise_is_bit_identical_with_and_without_the_monitor
         game, batch = wgan_gp_like("numpy")
         np.random.seed(3)
         opt = torch.optim.SGD(game.parameters(), lr=1e-2)
-        mon = sd.SpectrumMonitor(game, tmp_path / f"run{monitor}.h5", every=2, k=2,
-                                 probe_batch=batch, resume=False) if monitor else None
+        mon = (
+            sd.SpectrumMonitor(
+                game, tmp_path / f"run{monitor}.h5", every=2, k=2, probe_batch=batch, resume=False
+            )
+            if monitor
+            else None
+        )
         for step in range(5):
             opt.zero_grad()
             loss = sum(game._losses(batch).values())
@@ -108,8 +115,9 @@ def test_gradient_hooks_neither_fire_nor_change_the_jacobian():
     hooked = sd.probe(game, k=4, seed=0)
     assert calls == []
     for name in reference:
-        np.testing.assert_allclose(hooked[name].eigenvalues, reference[name].eigenvalues,
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            hooked[name].eigenvalues, reference[name].eigenvalues, rtol=1e-12, atol=1e-12
+        )
     # the hooks are back: training's own backward still runs them
     sum(game._losses(None).values()).backward()
     assert len(calls) > 0

@@ -1,0 +1,82 @@
+r"""What watching costs: training time against probing time, and the overhead budget.
+
+The monitor never sees the training step itself, only its calls to ``step()``; the
+time between the end of one call and the start of the next is the training's own wall
+time (forward, backward, optimiser step, data loading). Time spent inside ``step()``
+(probes, snapshots, writing) is the monitor's. With a budget :math:`b`, a due probe
+runs only if the probing time so far plus the expected cost of the probe stays within
+:math:`b` times the training time so far,
+
+.. math:: t_{\text{probe}} + \hat c \le b\, t_{\text{train}},
+
+otherwise it waits for the first later step where it fits. :math:`\hat c` is the wall
+time of the last probe; the first probe has no estimate, so it runs when due and
+measures what a probe costs. The overhead after it is then held at :math:`b` for the
+rest of the run (the first probe's share shrinks as training goes on).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+__all__ = ["TrainingClock"]
+
+
+class TrainingClock:
+    """Training and probing seconds of a run, measured around the monitor's ``step()``.
+
+    Attributes
+    ----------
+    train_time : float
+        Seconds of training so far (between ``step()`` calls).
+    probe_time : float
+        Seconds spent inside ``step()`` doing the monitor's work.
+    steps : int
+        ``step()`` calls so far.
+    since_probe : float
+        Training seconds since the last probe (or since the start).
+    last_cost : float
+        Wall time of the last probe (NaN before the first).
+    """
+
+    def __init__(self) -> None:
+        self._left = time.perf_counter()
+        self.train_time = 0.0
+        self.probe_time = 0.0
+        self.steps = 0
+        self.since_probe = 0.0
+        self.last_cost = math.nan
+
+    def enter(self) -> None:
+        """A ``step()`` call begins: the time since the last one was training."""
+        elapsed = time.perf_counter() - self._left
+        self.train_time += elapsed
+        self.since_probe += elapsed
+        self.steps += 1
+
+    def leave(self, worked: float) -> None:
+        """A ``step()`` call ends after ``worked`` seconds of the monitor's work."""
+        self.probe_time += worked
+        self._left = time.perf_counter()
+
+    def probed(self, seconds: float) -> None:
+        """A probe (or a snapshot) of ``seconds`` was taken."""
+        self.last_cost = seconds
+        self.since_probe = 0.0
+
+    @property
+    def step_time(self) -> float:
+        """Mean training seconds per step (NaN before the first step)."""
+        return self.train_time / self.steps if self.steps else math.nan
+
+    @property
+    def overhead(self) -> float:
+        """Probing seconds divided by training seconds (NaN before any training)."""
+        return self.probe_time / self.train_time if self.train_time > 0 else math.nan
+
+    def fits(self, budget: float) -> bool:
+        """Whether a probe of the last probe's cost fits in ``budget`` now."""
+        if math.isnan(self.last_cost):
+            return True
+        return self.probe_time + self.last_cost <= budget * self.train_time
