@@ -56,11 +56,22 @@ from .dense import assemble
 from .operator import as_operator
 from .sampling import rademacher, seeded_generator
 
-__all__ = ["SpectralDensity", "spectral_density", "DEFAULT_SIGMA_FRACTION", "ASYMMETRY_TOL"]
+__all__ = [
+    "SpectralDensity",
+    "spectral_density",
+    "DEFAULT_SIGMA_FRACTION",
+    "DEFAULT_VECTORS",
+    "DEFAULT_STEPS",
+    "ASYMMETRY_TOL",
+]
 
 #: Default broadening width, as a fraction of the range of the nodes (see
 #: :func:`spectral_density`).
 DEFAULT_SIGMA_FRACTION = 0.01
+#: Default number of Rademacher start vectors.
+DEFAULT_VECTORS = 10
+#: Default number of Lanczos steps per start vector.
+DEFAULT_STEPS = 80
 
 #: Relative size of the entries of :math:`V^\top A V` off the tridiagonal above which the
 #: operator is reported as not symmetric. Rounding gives 1e-7 (float32 matrices) to 4e-5
@@ -145,8 +156,8 @@ class SpectralDensity:
 def spectral_density(
     op: Any,
     *,
-    n_vectors: int = 10,
-    n_steps: int = 80,
+    n_vectors: int = DEFAULT_VECTORS,
+    n_steps: int = DEFAULT_STEPS,
     grid: ArrayLike | None = None,
     n_grid: int = 500,
     sigma: float | None = None,

@@ -39,7 +39,7 @@ from ..probing import ProbeOptions, ProbeRecord
 from ..probing.checks import explain
 from ..probing.distributed import ProbeGroup, all_agree, resolve_group
 from ..probing.options import DEFAULT_K
-from ..probing.plan import SPECTRA, Plan
+from ..probing.plan import SPECTRA, Plan, layout_spec
 from ..probing.session import ProbeSession
 from ..probing.solves import failed_record
 from ..trace import TraceWriter
@@ -171,6 +171,9 @@ class SpectrumMonitor:
         ``on_probe(record)`` after every probe is written, for any logger (Weights &
         Biases, MLflow, ...: ``docs/integrations.md`` has recipes). An exception it
         raises is warned about once and training goes on.
+    shares, density
+        Also record where the top eigenvectors live and how fast they turn, and the
+        players' spectral densities (see :func:`~specdiag.probe`); stored per probe.
 
     Attributes
     ----------
@@ -247,6 +250,8 @@ class SpectrumMonitor:
         snapshot_dir: str | os.PathLike[str] | None = None,
         warm_start: bool = True,
         on_probe: Optional[Callable[[ProbeRecord], Any]] = None,
+        shares: bool | str = False,
+        density: Any = False,
     ) -> None:
         if not isinstance(game, Game):
             raise TypeError(f"game must be a specdiag.Game, got {type(game).__name__}")
@@ -352,7 +357,7 @@ class SpectrumMonitor:
             try:
                 writer = TraceWriter(
                     self.path,
-                    operators=layout_of(self._plans),
+                    operators=layout_of(self._plans, self.game, self.options),
                     players=self.game.sizes,
                     width=self.options.k + 1,
                     config=config,
@@ -616,13 +621,10 @@ class _Unavailable:
         self.error.__cause__ = error
 
 
-def layout_of(plans: list[Plan]) -> dict[str, dict[str, Any]]:
-    """The trace's operators: kind, which, order and width of every planned solve (the
-    width holds ``k`` eigenvalues and a conjugate pair kept whole, at most ``n``)."""
-    return {
-        p.name: {"kind": p.kind, "which": p.which, "n": p.n, "width": max(1, min(p.k + 1, p.n))}
-        for p in plans
-    }
+def layout_of(plans: list[Plan], game: Game, options: ProbeOptions) -> dict[str, dict[str, Any]]:
+    """The trace's operators: what a trace stores for every planned solve
+    (:func:`~specdiag.probing.plan.layout_spec`)."""
+    return {p.name: layout_spec(p, game, options) for p in plans}
 
 
 def _log_scalars(writer: Any, record: ProbeRecord, several: bool) -> None:

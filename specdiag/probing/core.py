@@ -86,6 +86,9 @@ def probe(
     shard_basis: bool = False,
     update: Optional[UpdateRule] = None,
     helmholtz: Optional[int] = None,
+    shares: bool | str = False,
+    density: Any = False,
+    check_derivatives: bool = True,
 ) -> ProbeRecord:
     r"""Probe the spectra of a game's operators at the current parameters.
 
@@ -166,6 +169,22 @@ def probe(
         Also estimate the Helmholtz split of the Jacobian from this many Hutchinson
         samples (operator ``"helmholtz"``, kind ``"helmholtz"``, no eigenvalues; scalars
         as :class:`~specdiag.HelmholtzEstimate`'s).
+    shares : bool or {"left", "right"}
+        Also record where each top eigenvector lives: ``record[op].shares`` (parameter
+        name -> share per eigenvalue) and ``record[op].player_shares``, and, in a
+        sequence of probes (a monitor), how far the top subspace turned since the
+        previous probe (scalar ``subspace_overlap``, array ``principal_cosines``). For
+        the Jacobian, ``True``/``"left"`` uses left eigenvectors (products
+        :math:`J^\top u`, as for the eigenvalues), ``"right"`` right ones (products
+        :math:`J u`). See :mod:`specdiag.probing.analyses`.
+    density : bool, sequence of str or DensityRequest
+        Also record spectral densities by stochastic Lanczos quadrature (operators
+        ``"density.<target>"``, kind ``"density"``): ``True`` for every player's Hessian,
+        or names of players and/or ``"symmetric"`` (:math:`S = (J + J^\top)/2`); each
+        costs ``n_vectors * n_steps`` products (:class:`~specdiag.probing.options.DensityRequest`).
+    check_derivatives : bool
+        Compare one product :math:`J u` with finite differences of the field first
+        (:mod:`specdiag.probing.checks`); a mismatch is flagged and warned about.
 
     Before the solves, once the field is built, the probe compares the memory the
     solves need (:func:`~specdiag.probing.memory.probe_memory`) with the memory free on each
@@ -209,6 +228,9 @@ def probe(
         shard_basis=shard_basis,
         update=update,
         helmholtz=helmholtz,
+        shares=shares,
+        density=density,
+        check_derivatives=check_derivatives,
     )
     return run_probe(game, batch, options, step=step, batch_index=batch_index)
 

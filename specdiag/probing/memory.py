@@ -33,6 +33,7 @@ from ..game import Game
 from ..linalg.basis import SLAB_ELEMENTS, basis_bytes
 from ..linalg.options import default_ncv
 from ..registry import update_method
+from .analyses import DENSITY_PREFIX, SYMMETRIC
 
 __all__ = ["ProbeMemory", "probe_memory", "available_memory"]
 
@@ -184,6 +185,9 @@ def _order(game: Game, name: str, update: str | None) -> int:
     """
     if name == "update":
         return game.n * (2 if update is not None and update_method(update).augmented else 1)
+    if name.startswith(DENSITY_PREFIX):  # a density's Lanczos basis, on its target
+        target = name[len(DENSITY_PREFIX) :]
+        return game.n if target == SYMMETRIC else game.sizes[target]
     return game.n if name in ("jacobian", "helmholtz") else game.sizes[name]
 
 

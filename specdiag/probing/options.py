@@ -15,16 +15,64 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ..dynamics import UpdateRule
+from ..linalg.density import DEFAULT_STEPS as DENSITY_STEPS
+from ..linalg.density import DEFAULT_VECTORS as DENSITY_VECTORS
 from ..linalg.options import SolverOptions
 from ..validation import integer, optional_integer
 from .distributed import check_share
 
-__all__ = ["ProbeOptions", "ON_ERROR", "DEFAULT_K"]
+__all__ = ["ProbeOptions", "DensityRequest", "ON_ERROR", "DEFAULT_K", "SHARES"]
 
 #: What a probe does on a failure: warn and record, record silently, or raise.
 ON_ERROR = ("warn", "ignore", "raise")
 #: Eigenvalues per operator of a probe unless told otherwise.
 DEFAULT_K = 10
+#: Which eigenvectors of J a probe's shares use: left (products Jᵀu) or right (J u).
+SHARES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class DensityRequest:
+    """Spectral densities a probe computes (stochastic Lanczos quadrature).
+
+    Attributes
+    ----------
+    operators : tuple of str or None
+        Player names (their Hessians) and/or ``"symmetric"`` (:math:`S = (J + J^\top)/2`);
+        ``None``: every player's Hessian.
+    n_vectors, n_steps : int
+        As for :func:`~specdiag.spectral_density` (the same defaults); each density costs
+        ``n_vectors * n_steps`` products per probe.
+    """
+
+    operators: Optional[tuple[str, ...]] = None
+    n_vectors: int = DENSITY_VECTORS
+    n_steps: int = DENSITY_STEPS
+
+    def __post_init__(self) -> None:
+        if self.operators is not None:
+            names = (self.operators,) if isinstance(self.operators, str) else self.operators
+            object.__setattr__(self, "operators", tuple(names))
+        integer(self.n_vectors, "density n_vectors", 1)
+        integer(self.n_steps, "density n_steps", 2)
+
+    @classmethod
+    def of(cls, density: Any) -> Optional[DensityRequest]:
+        """``density=`` of a probe as a request: ``False``/``None`` (none), ``True``
+        (every player's Hessian), a sequence of operator names, or a request."""
+        if density is None or density is False:
+            return None
+        if density is True:
+            return cls()
+        if isinstance(density, cls):
+            return density
+        if isinstance(density, (str, Sequence)):
+            return cls(operators=(density,) if isinstance(density, str) else tuple(density))
+        raise TypeError(
+            "density must be True, a sequence of operator names (players, 'symmetric') or a "
+            f"DensityRequest, got {type(density).__name__}"
+        )
+
 
 Which = Union[str, Mapping[str, str], None]
 
@@ -56,6 +104,13 @@ class ProbeOptions:
         Compare one product with finite differences of the field before the solves
         (:func:`~specdiag.probing.checks.derivative_check`; a monitor checks at its first
         probe only).
+    shares : str or None
+        ``"left"`` or ``"right"``: record where each top eigenvector lives (per parameter
+        tensor and per player) and how far the top subspace turned since the previous
+        probe (:mod:`~specdiag.probing.analyses`); left eigenvectors of :math:`J` use the
+        cheap product :math:`J^\top u`, right ones :math:`J u`. ``None``: not recorded.
+    density : DensityRequest or None
+        Spectral densities to record at every probe.
 
     Raises
     ------
@@ -74,6 +129,8 @@ class ProbeOptions:
     update: Optional[UpdateRule] = None
     helmholtz: Optional[int] = None
     check_derivatives: bool = True
+    shares: Optional[str] = None
+    density: Optional[DensityRequest] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.solver, SolverOptions):
@@ -98,6 +155,13 @@ class ProbeOptions:
             )
         if self.helmholtz is not None:
             integer(self.helmholtz, "helmholtz (a number of samples)", 2)
+        if self.shares is True:
+            object.__setattr__(self, "shares", "left")
+        if self.shares is False:
+            object.__setattr__(self, "shares", None)
+        if self.shares is not None and self.shares not in SHARES:
+            raise ValueError(f"shares must be True, False, 'left' or 'right', got {self.shares!r}")
+        object.__setattr__(self, "density", DensityRequest.of(self.density))
 
     @classmethod
     def build(
@@ -158,4 +222,14 @@ class ProbeOptions:
             },
             "update": None if self.update is None else self.update.config(),
             "helmholtz": self.helmholtz,
+            "shares": self.shares,
+            "density": None
+            if self.density is None
+            else {
+                "operators": None
+                if self.density.operators is None
+                else list(self.density.operators),
+                "n_vectors": self.density.n_vectors,
+                "n_steps": self.density.n_steps,
+            },
         }

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from ..game import Game
 from ..linalg.options import SolverOptions
-from .options import ProbeOptions
+from ..registry import scalar_names
+from .analyses import DENSITY_PREFIX, SYMMETRIC
+from .options import DEFAULT_K, ProbeOptions
 
-__all__ = ["Plan", "plan_operators", "DEFAULT_WHICH", "SPECTRA"]
+__all__ = ["Plan", "plan_operators", "layout_spec", "DEFAULT_WHICH", "SPECTRA"]
 
 #: ``which`` of each operator kind unless told otherwise.
 DEFAULT_WHICH = {"jacobian": "LM", "hessian": "LA"}
@@ -32,13 +35,19 @@ class Plan:
         The operator's order.
     solver : SolverOptions or None
         The solve's settings (``k <= n`` and ``which`` resolved); ``None`` for the
-        Helmholtz split, which computes no eigenvalues.
+        Helmholtz split and the densities, which compute no eigenvalues.
+    target : str or None
+        For a density: the operator it describes (a player, or ``"symmetric"``).
+    extras : frozenset of str
+        The analyses this solve also records (``"shares"``).
     """
 
     name: str
     kind: str
     n: int
     solver: Optional[SolverOptions]
+    target: Optional[str] = None
+    extras: frozenset[str] = frozenset()
 
     @property
     def k(self) -> int:
@@ -102,6 +111,8 @@ def plan_operators(game: Game, options: ProbeOptions) -> list[Plan]:
     """
     names = _names(game, options)
     chosen = _chosen_which(options, names)
+    _check_k(game, options, names)
+    extras = frozenset({"shares"} if options.shares else ())
     plans = []
     for name in names:
         kind = "jacobian" if name == "jacobian" else "hessian"
@@ -109,18 +120,96 @@ def plan_operators(game: Game, options: ProbeOptions) -> list[Plan]:
         solver = options.solver.replace(
             k=min(options.k, size), which=chosen.get(name, DEFAULT_WHICH[kind])
         )
-        plans.append(_checked(Plan(name, kind, size, solver), game))
+        plans.append(_checked(Plan(name, kind, size, solver, extras=extras), game))
     if options.update is not None:
         size = game.n * (2 if options.update.augmented else 1)
         solver = options.solver.replace(k=min(options.k, options.update.k, size), which="LM")
         plans.append(_checked(Plan("update", "update", size, solver), game))
     if options.helmholtz is not None:
         plans.append(Plan("helmholtz", "helmholtz", game.n, None))
-    return plans
+    return plans + _density_plans(game, options)
+
+
+def _check_k(game: Game, options: ProbeOptions, names: tuple[str, ...]) -> None:
+    """Refuse a ``k`` above every operator's order (beyond the default): the probe could
+    not return more than the order, and the trace would be sized for nothing."""
+    largest = max(game.n if n == "jacobian" else game.sizes[n] for n in names)
+    if options.k > largest and options.k > DEFAULT_K:
+        raise ValueError(
+            f"k = {options.k} exceeds the order of every operator probed (largest n = "
+            f"{largest:,}); ask for at most k = {largest} (k = n solves exactly)"
+        )
+
+
+def _density_plans(game: Game, options: ProbeOptions) -> list[Plan]:
+    """One plan per spectral density asked for (``density.<target>``)."""
+    request = options.density
+    if request is None:
+        return []
+    targets = game.player_names if request.operators is None else request.operators
+    valid = (*game.player_names, SYMMETRIC)
+    unknown = [t for t in targets if t not in valid]
+    if unknown or len(set(targets)) != len(targets):
+        raise ValueError(
+            f"density operators {list(targets)}: choose each at most once among {list(valid)} "
+            "(a player's name for its Hessian, 'symmetric' for S = (J + Jᵀ)/2)"
+        )
+    return [
+        Plan(
+            DENSITY_PREFIX + t,
+            "density",
+            game.n if t == SYMMETRIC else game.sizes[t],
+            None,
+            target=t,
+        )
+        for t in targets
+    ]
+
+
+def layout_spec(plan: Plan, game: Game, options: ProbeOptions) -> dict[str, Any]:
+    """What a trace stores for ``plan``: kind, which, order, width, scalars, and the
+    arrays and coordinates of its analyses (see :class:`~specdiag.trace.TraceWriter`)."""
+    width = max(1, min(plan.k + 1, plan.n))
+    spec: dict[str, Any] = {
+        "kind": plan.kind,
+        "which": plan.which,
+        "n": plan.n,
+        "width": width,
+        "scalars": list(scalar_names(plan.kind, plan.extras)),
+    }
+    arrays: dict[str, Any] = {}
+    coords: dict[str, list[Any]] = {}
+    if "shares" in plan.extras:
+        player = None if plan.kind == "jacobian" else plan.name
+        coords["tensor"] = list(game.parameter_names(player))
+        arrays["shares"] = _array(
+            ["eig", "tensor"], "share of each parameter tensor in each eigenvector"
+        )
+        arrays["principal_cosines"] = _array(
+            ["eig"], "cosines of the principal angles to the previous probe's top subspace"
+        )
+        if plan.kind == "jacobian":
+            coords["player"] = list(game.player_names)
+            arrays["player_shares"] = _array(
+                ["eig", "player"], "share of each player in each eigenvector"
+            )
+    if plan.kind == "density":
+        assert options.density is not None
+        coords["vector"] = list(range(options.density.n_vectors))
+        coords["node"] = list(range(options.density.n_steps))
+        arrays["nodes"] = _array(["vector", "node"], "quadrature nodes (Ritz values), NaN-padded")
+        arrays["weights"] = _array(["vector", "node"], "quadrature weights, each row sums to 1")
+    if arrays:
+        spec.update(arrays=arrays, coords=coords)
+    return spec
+
+
+def _array(dims: list[str], description: str) -> dict[str, Any]:
+    return {"dims": dims, "dtype": "f8", "description": description}
 
 
 def _checked(plan: Plan, game: Game) -> Plan:
     """``plan`` with ``which`` upper-cased, after checking its settings for its operator."""
     assert plan.solver is not None
     settings = plan.solver.resolve(plan.n, game.dtype, symmetric=plan.symmetric)
-    return Plan(plan.name, plan.kind, plan.n, plan.solver.replace(which=settings.which))
+    return dataclasses.replace(plan, solver=plan.solver.replace(which=settings.which))

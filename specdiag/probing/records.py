@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -49,6 +50,9 @@ class OperatorRecord:
     arrays : dict of str to numpy.ndarray
         Further per-probe arrays the trace stores for this operator (empty unless an
         analysis asked for them), keyed by their dataset name.
+    tensor_names, player_names : tuple of str
+        The names along the last axis of ``arrays["shares"]`` and
+        ``arrays["player_shares"]`` (see :attr:`shares`).
     """
 
     name: str
@@ -63,11 +67,31 @@ class OperatorRecord:
     message: str
     scalars: dict[str, float]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    tensor_names: tuple[str, ...] = ()
+    player_names: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         """Whether the solve ended ``"ok"``."""
         return self.status == "ok"
+
+    @property
+    def shares(self) -> Optional[dict[str, np.ndarray]]:
+        """``{parameter name: share of it in each eigenvector}`` (arrays over the
+        eigenvalues; the shares of one eigenvector sum to 1), when the probe was asked
+        for ``shares``; else ``None``."""
+        return self._named("shares", self.tensor_names)
+
+    @property
+    def player_shares(self) -> Optional[dict[str, np.ndarray]]:
+        """``{player: share of it in each eigenvector}`` for the Jacobian (``shares``)."""
+        return self._named("player_shares", self.player_names)
+
+    def _named(self, array: str, names: tuple[str, ...]) -> Optional[dict[str, np.ndarray]]:
+        values = self.arrays.get(array)
+        if values is None:
+            return None
+        return {name: values[:, i] for i, name in enumerate(names)}
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{v.real:.4g}{v.imag:+.4g}j" for v in self.eigenvalues[:4])

@@ -20,10 +20,13 @@ import torch
 
 from ..dynamics import helmholtz_split
 from ..errors import ConvergenceWarning, NonFiniteError
-from ..game import GameField, GameJacobian, PlayerHessian
+from ..game import Game, GameField, GameJacobian, PlayerHessian
+from ..linalg.density import spectral_density
 from ..linalg.options import SolverOptions
+from ..linalg.parts import SymmetricPart
 from ..linalg.solvers import solve
 from ..stability import max_stable_lr
+from .analyses import SYMMETRIC, block_shares, orthonormal_span, principal_cosines, tensor_shares
 from .checks import explain
 from .distributed import AveragedOperator, ProbeGroup
 from .options import ProbeOptions
@@ -48,9 +51,13 @@ class ProbeState:
     bases : dict of str to torch.Tensor
         Per operator, an orthonormal basis of the wanted Ritz vectors of its last solve:
         the next solve of that operator starts from it (a warm start). Updated in place.
+    spans : dict of str to torch.Tensor
+        Per operator, an orthonormal basis of its last top eigenvectors (``shares``):
+        the principal angles of the next probe are measured against it.
     """
 
     bases: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    spans: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -129,6 +136,8 @@ def solve_plan(
     """
     if plan.kind == "helmholtz":
         return _helmholtz_record(field, plan, ctx)
+    if plan.kind == "density":
+        return _density_record(field, plan, ctx)
     if plan.kind == "update":
         return _update_record(field, plan, ctx, jacobian)
     op = (
@@ -144,6 +153,8 @@ def _eigen_record(
 ) -> OperatorRecord:
     """The eigenvalues of ``op`` (averaged over the group) as the plan's record."""
     op = ctx.operator(op)
+    if plan.kind == "jacobian" and "shares" in plan.extras and ctx.options.shares == "left":
+        op = op.T  # left eigenvectors of J are right eigenvectors of Jᵀ (products Jᵀu)
     options = ctx.solver_options(plan)
     if tol is not None:
         options = options.replace(tol=tol)
@@ -155,7 +166,14 @@ def _eigen_record(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            result = solve(op, options, symmetric=plan.symmetric, generator=generator, **warm)
+            result = solve(
+                op,
+                options,
+                symmetric=plan.symmetric,
+                generator=generator,
+                **warm,
+                **_vectors(plan, ctx),
+            )
     except Exception as exc:  # recorded, not raised: a probe must not stop training
         if ctx.options.on_error == "raise":
             raise
@@ -171,6 +189,12 @@ def _eigen_record(
         budget = options.max_matvecs is not None and result.n_matvec >= options.max_matvecs
         status = "budget" if budget else "unconverged"
         notes.insert(0, f"{int(converged.sum())} of {len(converged)} eigenvalues converged")
+    scalars = spectrum_scalars(plan.kind, eigenvalues)
+    arrays: dict[str, np.ndarray] = {}
+    if "shares" in plan.extras and result.eigenvectors is not None:
+        arrays, scalars["subspace_overlap"] = _shares(
+            result.eigenvectors, field_game(op), plan, ctx
+        )
     return OperatorRecord(
         name=plan.name,
         kind=plan.kind,
@@ -182,8 +206,104 @@ def _eigen_record(
         wall_time=time.perf_counter() - start,
         status=status,
         message="; ".join(notes),
-        scalars=spectrum_scalars(plan.kind, eigenvalues),
+        scalars=scalars,
+        arrays=arrays,
+        **_names(field_game(op), plan) if arrays else {},
     )
+
+
+def _names(game: Game, plan: Plan) -> dict[str, tuple[str, ...]]:
+    """The names along the share arrays' last axis."""
+    player = None if plan.kind == "jacobian" else plan.name
+    return {"tensor_names": game.parameter_names(player), "player_names": game.player_names}
+
+
+def field_game(op: Any) -> Game:
+    """The game of a (possibly rank-averaged or transposed) game operator."""
+    while getattr(op, "game", None) is None:
+        op = getattr(op, "local", None) or getattr(op, "base")
+    return op.game
+
+
+def _vectors(plan: Plan, ctx: ProbeContext) -> dict[str, Any]:
+    """Solver keywords for the eigenvectors that ``shares`` needs: the Jacobian's left
+    ones are those of the transposed operator, its right ones J's own."""
+    if "shares" not in plan.extras:
+        return {}
+    return {"return_eigenvectors": True}
+
+
+def _shares(
+    vectors: torch.Tensor, game: Game, plan: Plan, ctx: ProbeContext
+) -> tuple[dict[str, np.ndarray], float]:
+    """The eigenvectors' shares per tensor (and per player for J), the principal cosines
+    to the previous probe's top subspace, and their mean square (NaN at the first)."""
+    player = None if plan.kind == "jacobian" else plan.name
+    shares = tensor_shares(vectors, game.player_layout(player))
+    arrays = {"shares": shares}
+    if plan.kind == "jacobian":
+        sizes = [len(game.player_tensors(p)) for p in game.player_names]
+        arrays["player_shares"] = block_shares(shares, sizes)
+    span = orthonormal_span(vectors)
+    previous = None if ctx.state is None else ctx.state.spans.get(plan.name)
+    cosines = principal_cosines(previous, span)
+    if ctx.state is not None:
+        ctx.state.spans[plan.name] = span
+    arrays["principal_cosines"] = cosines
+    overlap = float(np.mean(cosines**2)) if cosines.size else float("nan")
+    return arrays, overlap
+
+
+def _density_record(field: GameField, plan: Plan, ctx: ProbeContext) -> OperatorRecord:
+    """The spectral density of a player's Hessian or of S = (J + Jᵀ)/2, by stochastic
+    Lanczos quadrature: its nodes and weights, and what they say."""
+    request = ctx.options.density
+    assert request is not None and plan.target is not None
+    base = (
+        SymmetricPart(GameJacobian.from_field(field))
+        if plan.target == SYMMETRIC
+        else PlayerHessian.from_field(field, plan.target)
+    )
+    op = ctx.operator(base)
+    start = time.perf_counter()
+    try:
+        estimate = spectral_density(
+            op, n_vectors=request.n_vectors, n_steps=request.n_steps, seed=ctx.seed
+        )
+    except Exception as exc:  # recorded, not raised: a probe must not stop training
+        if ctx.options.on_error == "raise":
+            raise
+        status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
+        return failed_record(plan, status, explain(exc), op.n_products, time.perf_counter() - start)
+    shape = (request.n_vectors, request.n_steps)
+    nodes, weights = np.full(shape, np.nan), np.full(shape, np.nan)
+    rows, cols = estimate.nodes.shape
+    nodes[:rows, :cols], weights[:rows, :cols] = estimate.nodes, estimate.weights
+    return OperatorRecord(
+        name=plan.name,
+        kind=plan.kind,
+        which="",
+        eigenvalues=np.empty(0, np.complex128),
+        residuals=np.empty(0),
+        converged=np.empty(0, bool),
+        n_matvec=estimate.n_matvec,
+        wall_time=time.perf_counter() - start,
+        status="ok",
+        message="",
+        scalars=_density_scalars(estimate.nodes, estimate.weights, plan.n),
+        arrays={"nodes": nodes, "weights": weights},
+    )
+
+
+def _density_scalars(nodes: np.ndarray, weights: np.ndarray, n: int) -> dict[str, float]:
+    """The extreme nodes, the trace estimate n·mean Σ wθ and the mass below zero."""
+    held = weights > 0
+    return {
+        "lambda_min": float(nodes[held].min()),
+        "lambda_max": float(nodes[held].max()),
+        "trace": float(n * np.mean((weights * nodes).sum(axis=1))),
+        "negative_mass": float(np.mean((weights * (nodes < 0)).sum(axis=1))),
+    }
 
 
 def _update_record(

@@ -14,7 +14,7 @@ spectrum (ask ``which="SR"`` for that).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
@@ -63,6 +63,8 @@ class Scalar:
         Whether ``specdiag summary`` shows it as a column.
     digits : int
         Significant digits in the summary table.
+    requires : str or None
+        The probe option that computes it (``"shares"``); ``None``: always stored.
     """
 
     name: str
@@ -73,6 +75,7 @@ class Scalar:
     compute: Optional[Compute] = None
     summary: bool = True
     digits: int = 4
+    requires: Optional[str] = None
 
 
 def _helmholtz(name: str, label: str, description: str, summary: bool) -> tuple[Scalar, Scalar]:
@@ -142,6 +145,19 @@ SCALARS: tuple[Scalar, ...] = (
         "smallest computed eigenvalue of the player's Hessian",
         _nan_if_empty(lambda v: v.real.min()),
     ),
+    *(
+        Scalar(
+            "subspace_overlap",
+            kind,
+            "subspace overlap",
+            "{op} overlap",
+            "mean squared cosine of the principal angles between this probe's and the previous "
+            "probe's top eigenvectors (1: the leading directions did not turn)",
+            requires="shares",
+            summary=False,
+        )
+        for kind in ("jacobian", "hessian")
+    ),
     Scalar(
         "spectral_radius",
         "update",
@@ -162,6 +178,35 @@ SCALARS: tuple[Scalar, ...] = (
     *_helmholtz("symmetric_sq", "‖S‖²", "squared Frobenius norm of S = (J + Jᵀ)/2", False),
     *_helmholtz("antisymmetric_sq", "‖A‖²", "squared Frobenius norm of A = (J − Jᵀ)/2", False),
     *_helmholtz("rotation_fraction", "rotation", "‖A‖² / (‖S‖² + ‖A‖²)", True),
+    Scalar(
+        "lambda_min",
+        "density",
+        "λ min (SLQ)",
+        "{op} λmin",
+        "smallest quadrature node: an estimate of the smallest eigenvalue",
+    ),
+    Scalar(
+        "lambda_max",
+        "density",
+        "λ max (SLQ)",
+        "{op} λmax",
+        "largest quadrature node: an estimate of the largest eigenvalue",
+    ),
+    Scalar(
+        "trace",
+        "density",
+        "trace (SLQ)",
+        "{op} trace",
+        "n Σ w θ: the quadrature's estimate of the trace",
+        summary=False,
+    ),
+    Scalar(
+        "negative_mass",
+        "density",
+        "mass below 0",
+        "{op} mass<0",
+        "fraction of the spectrum below zero: how much of the player's loss curves down",
+    ),
     *_helmholtz(
         "zero_sum_defect",
         "zero-sum defect",
@@ -171,9 +216,13 @@ SCALARS: tuple[Scalar, ...] = (
 )
 
 
-def scalar_names(kind: str) -> tuple[str, ...]:
-    """The names of the scalars of an operator kind, in trace order (empty if none)."""
-    return tuple(s.name for s in SCALARS if s.kind == kind)
+def scalar_names(kind: str, enabled: Iterable[str] = ()) -> tuple[str, ...]:
+    """The names of the scalars of an operator kind, in trace order (empty if none):
+    those always stored, and those of the analyses ``enabled`` (``"shares"``)."""
+    on = set(enabled)
+    return tuple(
+        s.name for s in SCALARS if s.kind == kind and (s.requires is None or s.requires in on)
+    )
 
 
 def scalar(kind: str, name: str) -> Optional[Scalar]:
