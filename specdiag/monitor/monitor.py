@@ -71,7 +71,7 @@ class SpectrumMonitor:
         ``"jacobian"`` and/or player names (their Hessians); default all.
     which : str or mapping, optional
         As for :func:`~specdiag.probe`: a string for the Jacobian (default ``"LM"``) or
-        ``{operator: which}`` (Hessians default to ``"LA"``).
+        ``{operator: which}`` (Hessians default to ``"BE"``: both ends).
     tol, ncv, maxiter, backend
         Solver settings (see :func:`~specdiag.eigs`).
     max_matvecs : int, optional
