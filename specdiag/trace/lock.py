@@ -65,12 +65,13 @@ class WriterLock:
     Parameters
     ----------
     trace : str
-        The trace file; the lock is ``trace + ".lock"``.
+        The trace file; the lock is ``<trace>.lock`` next to the real file (symlinks
+        resolved).
     """
 
     def __init__(self, trace: str) -> None:
         self.trace = trace
-        self.path = trace + ".lock"
+        self.path = os.path.realpath(trace) + ".lock"  # a symlinked trace: next to the file
         self.token = secrets.token_hex(8)
         self._pid = os.getpid()
         self.held = False
