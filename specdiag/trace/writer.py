@@ -59,7 +59,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 METADATA_BYTES = 16 * 1024
 DATASET_BYTES = 512
 #: What ``TraceWriter`` suggests when it refuses an existing file.
-HINT = "pass overwrite=True to replace it, or write to another path"
+HINT = "pass overwrite=True (or resume=False) to replace it, or write to another path"
 #: Errors h5py raises for a failed read or write (a full disk is a RuntimeError).
 H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
@@ -286,7 +286,7 @@ class TraceWriter:
         if self.swmr and f.id.get_create_plist().get_version()[0] < 3:
             raise TraceError(
                 f"{self.path}: was not written with swmr=True, so it cannot be continued "
-                f"in SWMR mode; pass swmr=False, or overwrite=True to start a new trace"
+                f"in SWMR mode; pass swmr=False, or overwrite=True (resume=False) to start anew"
             )
 
     def _inspect(self, resume: bool) -> int:
@@ -308,8 +308,8 @@ class TraceWriter:
             raise TraceError(
                 f"{self.path}: holds {rows} probes (steps {low} to {high}); pass "
                 f"resume=True to continue it (probes at or after the first step written "
-                f"are replaced), overwrite=True to start a new trace in its place, or "
-                f"write to another path"
+                f"are replaced), overwrite=True (or resume=False) to start a new trace in "
+                f"its place, or write to another path"
             )
         return rows
 

@@ -122,10 +122,11 @@ def test_a_failed_creation_leaves_nothing_and_keeps_the_old_file(tmp_path, monke
     assert len(open_trace(path)) == 1
 
 
-def test_a_failed_write_leaves_the_file_and_the_writer_usable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("swmr", [False, True], ids=["default", "swmr"])
+def test_a_failed_write_leaves_the_file_and_the_writer_usable(tmp_path, monkeypatch, swmr):
     """h5py raises RuntimeError when a flush fails: it becomes a TraceWriteError."""
     path = tmp_path / "run.h5"
-    w = writer(path)
+    w = writer(path, swmr=swmr)
     w.write(probe_record(0))
     real_flush = h5py.File.flush
     calls = {"n": 0}
@@ -142,7 +143,7 @@ def test_a_failed_write_leaves_the_file_and_the_writer_usable(tmp_path, monkeypa
     assert "\n" not in str(error)
     assert error.__context__ is None or error.__suppress_context__
     monkeypatch.setattr(h5py.File, "flush", real_flush)
-    assert len(open_trace(path)) == 1  # the torn row is not counted
+    assert len(open_trace(path, swmr=swmr)) == 1  # the torn row is not counted
     w.write(probe_record(1))  # and the next write overwrites it
     w.close()
     tr = open_trace(path)
