@@ -4,6 +4,22 @@ The implementation lives in :mod:`specdiag.trace.summary` (the trace layer, torc
 this module keeps the documented import path ``specdiag.summary``.
 """
 
-from .trace.summary import BULK_GAP, format_summary, probe_rows, summary_dict, trace_warnings
+from .trace.summary import (
+    BULK_GAP,
+    BULK_LEVEL,
+    format_summary,
+    overhead_line,
+    probe_rows,
+    summary_dict,
+    trace_warnings,
+)
 
-__all__ = ["probe_rows", "trace_warnings", "summary_dict", "format_summary", "BULK_GAP"]
+__all__ = [
+    "probe_rows",
+    "trace_warnings",
+    "summary_dict",
+    "format_summary",
+    "overhead_line",
+    "BULK_GAP",
+    "BULK_LEVEL",
+]

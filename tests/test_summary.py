@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from trace_writer_proc import OPERATORS, PLAYERS, WIDTH, operator_record, probe_record
 
-from specdiag.summary import BULK_GAP, format_summary, probe_rows, summary_dict, trace_warnings
+from specdiag.summary import (
+    BULK_GAP,
+    BULK_LEVEL,
+    format_summary,
+    probe_rows,
+    summary_dict,
+    trace_warnings,
+)
 from specdiag.trace import TraceWriter, open_trace
 
 TOL = 1e-3
@@ -47,11 +54,22 @@ def failed(step):
 
 
 def bulky(step):
-    """A probe whose last two discriminator eigenvalues are closer than the bulk gap."""
+    """A probe whose last two discriminator eigenvalues lie in the bulk near zero and are
+    closer than the bulk gap."""
     r = probe_record(step)
-    close = 2.0 - 0.5 * BULK_GAP * TOL * 3.0
+    low = 0.5 * BULK_LEVEL * 3.0
+    close = low - 0.5 * BULK_GAP * TOL * 3.0
     r.operators["discriminator"] = operator_record(
-        "discriminator", "hessian", "LA", [3.0, 2.0, close]
+        "discriminator", "hessian", "LA", [3.0, low, close]
+    )
+    return r
+
+
+def clustered_top(step):
+    """Clustered eigenvalues at the top are not the bulk: no warning."""
+    r = probe_record(step)
+    r.operators["discriminator"] = operator_record(
+        "discriminator", "hessian", "LA", [3.0, 2.0, 2.0 - 0.5 * BULK_GAP * TOL * 3.0]
     )
     return r
 
@@ -81,11 +99,27 @@ def test_warnings_name_failures_and_bulk(tmp_path):
     tr = write(tmp_path / "t.h5", [probe_record(0), failed(10), bulky(20), bulky(30)])
     lines = trace_warnings(tr)
     assert any(
-        line.startswith("step 10: jacobian: unconverged (1 of 3 converged") for line in lines
+        line.startswith("jacobian: unconverged at 1 of 4 probe(s) (steps 10): 1 of 3 converged")
+        for line in lines
     )
     (bulk,) = [line for line in lines if "bulk" in line]
-    assert bulk.startswith("discriminator: k reaches into the bulk at 2 probe(s) (steps 20, 30)")
+    assert bulk.startswith(
+        "discriminator: k reaches into the bulk at 2 of 4 probe(s) (steps 20, 30)"
+    )
     assert len(lines) == 2
+
+
+def test_a_cluster_at_the_top_is_not_the_bulk(tmp_path):
+    tr = write(tmp_path / "t.h5", [clustered_top(s) for s in (0, 10)])
+    assert trace_warnings(tr) == []
+
+
+def test_repeated_failures_are_one_line_with_their_count(tmp_path):
+    tr = write(tmp_path / "t.h5", [failed(s) for s in range(0, 200, 10)])
+    (line,) = trace_warnings(tr)
+    assert line.startswith(
+        "jacobian: unconverged at 20 of 20 probe(s) (steps 0, 10, 20, 30, 40, 50, 60, 70, ...)"
+    )
 
 
 def test_well_separated_eigenvalues_give_no_warning(tmp_path):
