@@ -24,6 +24,7 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from typing import Any, NoReturn, Sequence
@@ -188,6 +189,11 @@ def _add_compare(commands: Any) -> None:
         default="jacobian",
         help="operator whose eigenvalues to draw (default: %(default)s)",
     )
+    compare.add_argument(
+        "--swmr",
+        action="store_true",
+        help="read traces written in SWMR mode (monitor with swmr=True)",
+    )
     _add_output_options(compare)
     compare.set_defaults(handler=_compare)
 
@@ -202,6 +208,11 @@ def _add_summary(commands: Any) -> None:
     )
     summary.add_argument("trace", metavar="TRACE.h5")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    summary.add_argument(
+        "--swmr",
+        action="store_true",
+        help="read a trace written in SWMR mode (monitor with swmr=True)",
+    )
     summary.set_defaults(handler=_summary)
 
 
@@ -262,7 +273,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"--labels needs one label per trace: {len(args.traces)} traces, "
             f"{len(args.labels)} labels"
         )
-    traces = [_open(path) for path in args.traces]
+    traces = [_open(path, args.swmr) for path in args.traces]
     written = compare_traces(
         traces,
         args.out,
@@ -281,7 +292,7 @@ def _summary(args: argparse.Namespace) -> int:
 
     from .summary import format_summary, summary_dict
 
-    trace = _open(args.trace)
+    trace = _open(args.trace, args.swmr)
     if args.json:
         print(json.dumps(summary_dict(trace), indent=1, allow_nan=False, default=str))
     else:
@@ -334,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(handler(args))
+    except BrokenPipeError:  # the reader went away (`specdiag summary t.h5 | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 1
     except (SpecdiagError, OSError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
