@@ -2,8 +2,8 @@
 
 Each ```python block of README.md and docs/*.md is executed on its own, in a fresh
 namespace and a fresh empty working directory, as a reader would paste it (a block
-whose first line is ``# continues the previous block`` runs after the blocks before it). Blocks that are not meant to run are fenced as
-```text or ```bash.
+whose first line is ``# continues the previous block`` runs after the blocks before
+it). Blocks that are not meant to run are fenced as ```text or ```bash.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 import specdiag as sd
 
@@ -179,3 +180,49 @@ def test_quickstart_rejects_bad_flags() -> None:
     out = run_quickstart("--every", "0")
     assert out.returncode == 2
     assert "--every" in out.stderr
+
+
+def quick_start_block() -> str:
+    """The README's quick start: the python block that runs a SpectrumMonitor."""
+    return next(code for _, _, code in python_blocks()[:4] if "SpectrumMonitor(" in code)
+
+
+def without_the_monitor(code: str) -> str:
+    """The quick start with its monitor lines taken out (the probe batch, the monitor, its
+    calls, the plot): the loop a user had before adding specdiag."""
+    lines = [
+        line for line in code.splitlines() if not line.startswith(("own = ", "probe_batch = "))
+    ]
+    start = next(i for i, line in enumerate(lines) if line.startswith("with sd.SpectrumMonitor("))
+    body = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(":")) + 1
+    end = next(
+        (i for i in range(body, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines)
+    )
+    inner = [line[4:] for line in lines[body:end] if not line.strip().startswith("monitor.")]
+    rest = [line for line in lines[end:] if "plot" not in line]
+    return "\n".join(lines[:start] + inner + rest)
+
+
+def test_the_readme_quick_start_trains_bit_for_bit_as_without_its_monitor(tmp_path, monkeypatch):
+    code = quick_start_block()
+    plain = without_the_monitor(code)
+    assert "SpectrumMonitor" not in plain and "monitor." not in plain
+    results = []
+    for i, source in enumerate((plain, code)):
+        monkeypatch.chdir(tmp_path)
+        torch.manual_seed(0)
+        namespace: dict = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exec(compile(source, f"README quick start {i}", "exec"), namespace)
+        results.append(
+            [
+                t.detach().clone()
+                for m in (namespace["G"], namespace["D"])
+                for t in m.state_dict().values()
+            ]
+        )
+        results[-1].append(torch.get_rng_state())
+    assert len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
