@@ -512,6 +512,8 @@ def read_manifest(directory: PathLike) -> dict[str, Any]:
         No manifest (not a snapshot directory), not JSON, another schema or a newer
         major version.
     """
+    if not Path(directory).is_dir():
+        raise SnapshotError(f"{directory}: no such directory")
     path = Path(directory) / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -823,8 +825,6 @@ def read_snapshots(directory: PathLike) -> list[Snapshot]:
         message names it).
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise SnapshotError(f"{directory}: no such directory")
     read_manifest(directory)
     names = sorted(
         (int(m.group(1)), name)

@@ -12,6 +12,7 @@ import sys
 import time
 from collections import namedtuple
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -32,6 +33,7 @@ from specdiag.monitor.snapshots import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+Pair = namedtuple("Pair", "a b")
 
 
 def _game(dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[sd.Game, dict]:
@@ -42,11 +44,12 @@ def _game(dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[sd.Game, d
     frozen = nn.Linear(2, 2).to(dtype)  # a module whose weight is a tensor player
     frozen.bias.requires_grad_(False)
     extra = nn.BatchNorm1d(2).to(dtype)
+    norm: Any = net[1]
     with torch.no_grad():  # buffers that are not their initial values
-        net[1].running_mean.uniform_(-1, 1)
-        net[1].running_var.uniform_(0.5, 2)
-        net[1].num_batches_tracked.fill_(7)
-        extra.running_mean.uniform_(-1, 1)
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        norm.num_batches_tracked.fill_(7)
+        extra.running_mean.uniform_(-1, 1)  # type: ignore[union-attr]
 
     def losses(batch):
         out = net(batch["x"]).mean()
@@ -219,7 +222,7 @@ def test_nested_batches_are_rebuilt_exactly(tmp_path):
     [
         ({"x": [torch.ones(1), object()]}, "batch['x'][1] is a object"),
         ({"x": {1: torch.ones(1)}}, "batch['x'] has a non-string key 1"),
-        ((namedtuple("Pair", "a b")(1, 2),), "batch[0] is a Pair"),
+        ((Pair(1, 2),), "batch[0] is a Pair"),
         ({"s": {1, 2}}, "batch['s'] is a set"),
         ({"o": np.array([object()])}, "batch['o'] is a numpy array of objects"),
     ],
@@ -334,15 +337,18 @@ def test_a_damaged_snapshot_is_one_line_naming_the_file(tmp_path, damage):
 
 def test_saving_leaves_the_models_and_random_streams_alone(tmp_path):
     game, modules = _game()
-    for p in game.parameters():
-        p.grad = torch.ones_like(p)
-    before, grads = _all_tensors(modules), [p.grad.clone() for p in game.parameters()]
+    grads = [torch.ones_like(p) for p in game.parameters()]
+    for p, g in zip(game.parameters(), grads):
+        p.grad = g.clone()
+    before = _all_tensors(modules)
     torch.manual_seed(3)
     np.random.seed(3)  # noqa: NPY002
     random.seed(3)
     SnapshotWriter(tmp_path, game).save(0, {"x": torch.ones(2)})
     _assert_bitwise(_all_tensors(modules), before)
-    assert all(torch.equal(p.grad, g) for p, g in zip(game.parameters(), grads))
+    assert all(
+        p.grad is not None and torch.equal(p.grad, g) for p, g in zip(game.parameters(), grads)
+    )
     draws = (torch.rand(1).item(), np.random.rand(), random.random())  # noqa: NPY002
     torch.manual_seed(3)
     np.random.seed(3)  # noqa: NPY002
