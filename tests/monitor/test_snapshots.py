@@ -104,10 +104,12 @@ def test_parameters_buffers_and_flags_round_trip_bitwise(tmp_path, dtype):
     assert [m.training for m in modules["net"].modules()] == flags
     assert game.parameters("w")[0] is modules["frozen"].weight  # copied in place
     with h5py.File(path, "r") as f:  # dtypes numpy lacks are stored as their bits
-        state = json.loads(f.attrs["state"])
-        stored = f["state/0/0"].dtype
-    assert state["entries"][0]["dtypes"][0] == str(dtype)
-    assert stored == (np.uint16 if dtype == torch.bfloat16 else np.dtype(str(dtype)[6:]))
+        first = json.loads(f.attrs["state"])["entries"][0]["tensors"][0]
+        datasets = sorted(f["state"])
+    stored = "uint16" if dtype == torch.bfloat16 else str(dtype)[6:]
+    assert first == {"dtype": str(dtype), "raw": dtype == torch.bfloat16, "shape": [4, 3],
+                     "data": stored, "offset": 0}  # fmt: skip
+    assert datasets == sorted([stored, "int64"])  # one flat dataset per stored dtype
 
 
 def test_state_of_and_load_state_put_a_game_back(tmp_path):
