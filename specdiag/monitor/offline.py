@@ -164,9 +164,8 @@ def _files(snapshots: Any) -> list[str]:
     if isinstance(snapshots, (str, os.PathLike)):
         where = os.fspath(snapshots)
         if os.path.isdir(where):
-            return sorted(
-                os.path.join(where, n) for n in os.listdir(where) if not n.startswith(".")
-            )
+            paths = (os.path.join(where, n) for n in os.listdir(where) if not n.startswith("."))
+            return sorted(p for p in paths if os.path.isfile(p))
         if glob.has_magic(where):
             return sorted(glob.glob(where))
         return [where]
@@ -432,11 +431,14 @@ def probe_snapshots(
         Processes probing contiguous chunks of the snapshots in parallel (spawned;
         torch threads shared out among them). Each chunk's first probe starts cold, so
         the eigenvalues agree with one worker within ``tol`` relative to
-        :math:`|\lambda|_{\max}`.
+        :math:`|\lambda|_{\max}`. In a script, call it under
+        ``if __name__ == "__main__":`` (spawned processes import the main module).
     load : str, optional
         ``"module:function"`` with ``function(path) -> (state, step)``, ``state =
         {player: state_dict() or list of tensors}``: probe the run's own checkpoints.
         Their batch is ``batch``, else the one the game function returns, else None.
+        The loader runs twice per file: once to read the steps (the probes go in step
+        order), once to probe.
     batch : object or callable, optional
         The batch of a snapshot that stores none, and of checkpoints: a batch, or
         ``batch(step) -> batch``.

@@ -585,7 +585,9 @@ class SnapshotWriter:
     ----------
     directory : str or os.PathLike
         Created if missing. A directory that already holds snapshots of another game
-        (other players, parameter names or shapes) is refused.
+        (other players, parameter names or shapes) is refused. One writer per
+        directory: a new writer removes the temporary files a killed one left (under
+        ``torch.distributed``, write from rank 0 only).
     game : Game
     probe_batch : object, optional
         A fixed probe batch: written once, to its own file, at the first :meth:`save`;
