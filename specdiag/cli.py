@@ -11,6 +11,9 @@ Commands
     Several runs overlaid.
 ``specdiag summary TRACE.h5 [--json]``
     A table of the probes and the warnings (:mod:`specdiag.summary`).
+``specdiag probe SNAPSHOTS --game MODULE:FUNCTION --out TRACE.h5 [--workers N] [--load ...]``
+    Probe the snapshots of a deferred monitor (or a run's own checkpoints) afterwards
+    and write their trace (:func:`specdiag.probe_snapshots`).
 ``specdiag info``
     Versions of specdiag and its dependencies, torch's thread count and whether CUDA
     is available: paste it into a bug report.
@@ -58,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot(commands)
     _add_compare(commands)
     _add_summary(commands)
+    _add_probe(commands)
     info = commands.add_parser(
         "info",
         help="print versions, torch threads and CUDA availability (for bug reports)",
@@ -214,6 +218,81 @@ def _add_summary(commands: Any) -> None:
         help="read a trace written in SWMR mode (monitor with swmr=True)",
     )
     summary.set_defaults(handler=_summary)
+
+
+def _add_probe(commands: Any) -> None:
+    probe = commands.add_parser(
+        "probe",
+        help="probe the snapshots of a deferred monitor (or checkpoints) and write a trace",
+        description="Probe the snapshots a deferred monitor wrote (SpectrumMonitor(..., "
+        "defer=True)), in step order with warm starts as in the training loop, and write "
+        "their trace; with --load, probe a run's own checkpoints. MODULE is a dotted module "
+        "importable from the current directory or a path to a .py file.",
+    )
+    probe.add_argument(
+        "snapshots",
+        nargs="+",
+        metavar="SNAPSHOTS",
+        help="a snapshot directory; with --load: checkpoint files, a directory or a glob",
+    )
+    probe.add_argument(
+        "--game",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="function that builds the game: returns a specdiag.Game or (Game, batch)",
+    )
+    probe.add_argument("--out", required=True, metavar="TRACE.h5", help="the trace to write")
+    probe.add_argument(
+        "--workers", type=int, default=1, help="processes probing in parallel (default: 1)"
+    )
+    probe.add_argument(
+        "--load",
+        metavar="MODULE:FUNCTION",
+        help="function(path) -> (state, step) that reads one of your checkpoints",
+    )
+    probe.add_argument("--k", type=int, help="eigenvalues per operator (default: specdiag.probe's)")
+    probe.add_argument(
+        "--operators",
+        nargs="+",
+        metavar="OPERATOR",
+        help="'jacobian' and/or player names (their Hessians); default all",
+    )
+    probe.add_argument("--tol", type=float, help="solver tolerance (default: specdiag's)")
+    probe.add_argument("--seed", type=int, help="probe seed (default: the snapshots' own)")
+    probe.add_argument(
+        "--no-warm-start",
+        action="store_true",
+        help="start every solve cold instead of from the previous probe's Ritz subspace",
+    )
+    probe.add_argument("--force", action="store_true", help="overwrite an existing trace")
+    probe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    probe.set_defaults(handler=_probe)
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from .linalg.options import DEFAULT_TOL
+    from .monitor.offline import probe_snapshots
+    from .probing.options import DEFAULT_K
+
+    snapshots = args.snapshots[0] if len(args.snapshots) == 1 else args.snapshots
+    if args.load is None and len(args.snapshots) > 1:
+        raise ValueError("give one snapshot directory (several files need --load)")
+    path = probe_snapshots(
+        args.game,
+        snapshots,
+        args.out,
+        k=DEFAULT_K if args.k is None else args.k,
+        operators=args.operators,
+        tol=DEFAULT_TOL if args.tol is None else args.tol,
+        seed=args.seed,
+        warm_start=not args.no_warm_start,
+        workers=args.workers,
+        load=args.load,
+        overwrite=args.force,
+        progress=not args.no_progress,
+    )
+    print(path)
+    return 0
 
 
 def _open(path: str, swmr: bool = False) -> Any:
