@@ -54,6 +54,7 @@ _LAZY = {
     "Every": "monitor",
     "AtSteps": "monitor",
     "LogSpaced": "monitor",
+    "probe_snapshots": "monitor",
     "open_trace": "trace",
     "Trace": "trace",
     "update_operator": "dynamics",
@@ -97,7 +98,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         spectral_density,
         trace_estimate,
     )
-    from .monitor import AtSteps, Every, LogSpaced, SpectrumMonitor, schedules
+    from .monitor import AtSteps, Every, LogSpaced, SpectrumMonitor, probe_snapshots, schedules
     from .probing import OperatorRecord, ProbeMemory, ProbeRecord, probe, probe_memory
     from .stability import StepSizeBound, max_stable_lr, update_eigenvalues, update_radius
     from .trace import Trace, open_trace
@@ -143,6 +144,7 @@ __all__ = [
     "Every",
     "AtSteps",
     "LogSpaced",
+    "probe_snapshots",
     "open_trace",
     "Trace",
     "update_operator",

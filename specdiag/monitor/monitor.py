@@ -299,10 +299,10 @@ class SpectrumMonitor:
         self.snapshot_dir: Optional[str] = None
         self._snapshots: Any = None
         self._writer: Optional[TraceWriter] = None
+        config = self._config(resume=resume, swmr=swmr, metadata=metadata, group=group)
         if defer:
-            self._snapshots = self._snapshot_writer(snapshot_dir, probe_batch, seed)
+            self._snapshots = self._snapshot_writer(snapshot_dir, probe_batch, seed, config)
         else:
-            config = self._config(resume=resume, swmr=swmr, metadata=metadata, group=group)
             self._writer = self._open_trace(
                 group,
                 config=config,
@@ -314,20 +314,24 @@ class SpectrumMonitor:
             )
             self._said_purge()
 
-    def _snapshot_writer(self, directory: Any, probe_batch: Any, seed: Optional[int]) -> Any:
-        """The writer of the snapshots of ``defer=True`` (rank 0 only)."""
+    def _snapshot_writer(
+        self, directory: Any, probe_batch: Any, seed: Optional[int], config: dict[str, Any]
+    ) -> Any:
+        """The writer of the snapshots of ``defer=True`` (rank 0 only); the fixed probe
+        batch, if any, is saved once."""
         from .snapshots import SnapshotWriter
 
-        fixed = (
-            probe_batch
-            if not (probe_batch is None or callable(probe_batch) or isinstance(probe_batch, str))
-            else None
-        )
+        if seed is None:
+            raise ValueError(
+                "defer=True needs an integer seed: the probes run later, and the noise drawn "
+                "inside the losses closure must be the same then as it would have been now"
+            )
+        fixed = self._batches(0, None)[0] if self._batches.fixed else None
         where = Path(self.path).with_suffix(".snapshots") if directory is None else Path(directory)
         self.snapshot_dir = os.fspath(where)
         if self._group is not None and self._group.rank != 0:
             return None
-        return SnapshotWriter(where, self.game, probe_batch=fixed, seed=seed or 0)
+        return SnapshotWriter(where, self.game, probe_batch=fixed, seed=seed, config=config)
 
     def _config(
         self,

@@ -47,7 +47,7 @@ from ..probing.options import DEFAULT_K
 from ..probing.plan import SPECTRA, Plan, plan_operators
 from ..probing.session import ProbeSession
 from ..trace import Trace, TraceWriter, open_trace
-from .monitor import _layout
+from .monitor import layout_of
 from .schedules import AtSteps, schedule_config
 from .snapshots import SnapshotError, load_state, open_snapshot, read_manifest, read_snapshots
 from .snapshots import state_of as _state_of
@@ -214,11 +214,11 @@ def _seed_of(item: _Item, seed: Optional[int]) -> int:
 
 
 def _writer(path: str, game: Game, job: _Job, *, resume: bool) -> TraceWriter:
-    """A trace writer with the monitor's layout (width ``k + 1``, as in the loop)."""
+    """A trace writer with the monitor's layout (the widths and arrays it stores)."""
     options = _options(job.settings, 0)
     return TraceWriter(
         path,
-        operators=_layout(plan_operators(game, options)),
+        operators=layout_of(plan_operators(game, options), game, options),
         players=game.sizes,
         width=options.k + 1,
         config=job.config,
@@ -394,6 +394,8 @@ def probe_snapshots(
     update: Any = None,
     helmholtz: Optional[int] = None,
     distributed: bool | Any | None = None,
+    shares: bool | str = False,
+    density: Any = False,
 ) -> str:
     r"""Probe snapshots (or checkpoints) in step order and write one trace.
 
@@ -417,7 +419,7 @@ def probe_snapshots(
         a glob pattern, or a list of checkpoint files.
     path : str or os.PathLike
         The trace to write.
-    k, operators, which, tol, ncv, maxiter, max_matvecs, backend, on_error, update, helmholtz
+    k, operators, which, tol, ncv, maxiter, max_matvecs, backend, on_error, update, helmholtz, shares, density
         The probe settings, as for :class:`~specdiag.SpectrumMonitor`. An ``update``
         rule that reads optimizers is refused (a snapshot holds no optimizer state).
     basis_device, basis_dtype
@@ -476,6 +478,7 @@ def probe_snapshots(
         k=k, operators=operators, which=which, tol=tol, ncv=ncv, maxiter=maxiter,
         max_matvecs=max_matvecs, backend=backend, basis_device=basis_device,
         basis_dtype=basis_dtype, on_error=on_error, update=update, helmholtz=helmholtz,
+        shares=shares, density=density,
     )  # fmt: skip
     _check_update(update)
     spec, group, workers = _check_workers(game, workers, distributed)

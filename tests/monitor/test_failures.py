@@ -147,7 +147,7 @@ def test_batches_keep_their_structure_on_the_way_to_the_device():
 
 def test_a_full_disk_keeps_probes_in_memory_and_writes_them_when_space_returns(tmp_path):
     from specdiag.registry import flag_names
-    from specdiag.trace import TraceWriter, TraceWriteError
+    from specdiag.trace import TraceWriteError, TraceWriter
 
     gan, batch = gan_and_batch()
     full = {"on": False}
