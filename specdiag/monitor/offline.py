@@ -360,8 +360,11 @@ def merge_traces(parts: Sequence[PathLike], writer: TraceWriter) -> int:
 
 
 def _remove(paths: Sequence[str]) -> None:
+    """Delete part traces and the lock files of their writers (a worker killed after a
+    failure elsewhere leaves its lock behind; its process is gone, so the lock is stale)."""
     for p in paths:
         Path(p).unlink(missing_ok=True)
+        Path(os.path.realpath(p) + ".lock").unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- the entry point
