@@ -281,6 +281,8 @@ class SpectrumMonitor:
             shard_basis=shard_basis,
             update=update,
             helmholtz=helmholtz,
+            shares=shares,
+            density=density,
         )
         self._session = ProbeSession(game, self.options, warm_start=warm_start)
         self._plans = self._session.plans
