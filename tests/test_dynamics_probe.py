@@ -8,6 +8,7 @@ import torch
 from games import gan_game
 
 import specdiag as sd
+from specdiag.trace import SCHEMA_VERSION
 from specdiag.plot import dynamics_figure, plot_trace, spectrum_figure
 from specdiag.stability import update_radius
 from specdiag.summary import format_summary, trace_warnings
@@ -135,7 +136,7 @@ def test_monitor_trace_summary_and_plots(tmp_path):
     ) as mon:
         gan.train(21, lr=0.02, optimizer="sgd", momentum=0.5, callback=mon.step)
     tr = sd.open_trace(path)
-    assert tr.meta["schema_version"] == "1.1"
+    assert tr.meta["schema_version"] == SCHEMA_VERSION
     assert tr.operators == ("jacobian", "update", "helmholtz")
     assert tr.meta["config"]["update"] == rule.config()
     assert tr.meta["layout"]["operators"]["update"]["n"] == 2 * gan.game.n

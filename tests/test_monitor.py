@@ -308,15 +308,22 @@ def test_resume_replaces_probes_at_and_after_the_restart(tmp_path):
     with SpectrumMonitor(game, path, every=10, k=2) as mon:
         for s in range(40):
             mon.step(s)
-    with SpectrumMonitor(game, path, every=10, k=2) as mon:  # restarted from a checkpoint at 20
-        for s in range(20, 50):
-            mon.step(s)
+    # re-running onto the trace says what it holds and offers the choices
+    with pytest.raises(TraceError, match=r"4 probe.*steps 0.*30.*resume=True.*overwrite=True"):
+        SpectrumMonitor(game, path, every=10, k=2)
+    with pytest.warns(ProbeWarning, match=r"resumed at step 20, replacing the 2 probe"):
+        with SpectrumMonitor(game, path, every=10, k=2, resume=True) as mon:  # from step 20
+            for s in range(20, 50):
+                mon.step(s)
     assert open_trace(path).probe_steps().tolist() == [0, 10, 20, 30, 40]
-    with SpectrumMonitor(game, path, every=10, k=2, resume=False) as mon:
+    with SpectrumMonitor(game, path, every=10, k=2, overwrite=True) as mon:
         mon.step(0)
     assert open_trace(path).probe_steps().tolist() == [0]
-    with pytest.raises(TraceError, match="resume=False"):
-        SpectrumMonitor(game, path, every=10, k=3)  # another width
+    with SpectrumMonitor(game, path, every=10, k=2, resume=False) as mon:  # the same
+        mon.step(0)
+    assert open_trace(path).probe_steps().tolist() == [0]
+    with pytest.raises(TraceError, match="overwrite=True"):
+        SpectrumMonitor(game, path, every=10, k=3, resume=True)  # another width
 
 
 # ---------------------------------------------------------------------- summary writer
@@ -392,12 +399,14 @@ def test_metadata_is_kept_in_the_trace(tmp_path):
 
 def test_a_trace_that_cannot_be_written_is_a_warning_unless_raise(tmp_path):
     path = tmp_path / "run.h5"
-    with SpectrumMonitor(dirac_game(), path, every=1, k=2) as mon:
-        mon.step(0)
-        path.unlink()  # the disk went away
-        with pytest.warns(ProbeWarning, match="step 1 was not recorded"):
-            (record,) = mon.step(1)
-        assert record.ok and mon.last is record
+    mon = SpectrumMonitor(dirac_game(), path, every=1, k=2)
+    mon.step(0)
+    path.unlink()  # the disk went away
+    with pytest.warns(ProbeWarning, match="1 probe\\(s\\) not written yet"):
+        (record,) = mon.step(1)
+    assert record.ok and mon.last is record and not mon.closed
+    with pytest.warns(ProbeWarning, match="1 probe\\(s\\) could not be written"):
+        mon.close()
     mon = SpectrumMonitor(dirac_game(), path, every=1, k=2, on_error="raise")
     path.unlink()
     with pytest.raises(TraceError, match="no such file"):

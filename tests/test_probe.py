@@ -151,7 +151,7 @@ def test_eigenvalues_are_those_of_the_solvers_on_the_same_operators():
     assert np.allclose(rec["jacobian"].eigenvalues, direct.eigenvalues.numpy(), rtol=1e-12, atol=0)
     assert np.array_equal(rec["jacobian"].converged, direct.converged.numpy())
     assert rec["jacobian"].which == "LR" and rec["jacobian"].kind == "jacobian"
-    for player, which in (("generator", "LA"), ("discriminator", "SA")):
+    for player, which in (("generator", "BE"), ("discriminator", "SA")):
         gen = torch.Generator().manual_seed(3)
         direct = sd.eigsh(
             sd.PlayerHessian.from_field(field, player), k=4, which=which, generator=gen
@@ -348,7 +348,7 @@ def test_operator_names_and_which_are_checked():
     with pytest.raises(ValueError, match="operators is empty"):
         probe(game, operators=[])
     rec = quiet_probe(game, k=2, which={"generator": "sa", "jacobian": "LI"})
-    assert [r.which for r in rec.values()] == ["LI", "SA", "LA"]
+    assert [r.which for r in rec.values()] == ["LI", "SA", "BE"]
 
 
 # ---------------------------------------------------------------------- wrapped models

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from trace_writer_proc import OPERATORS, PLAYERS, WIDTH, operator_record, probe_record
+from trace_writer_proc import (
+    OPERATORS,
+    PLAYERS,
+    TIMEOUT_S,
+    WIDTH,
+    Child,
+    operator_record,
+    probe_record,
+)
 
 from specdiag.errors import TraceError
 from specdiag.trace import MESSAGE_BYTES, STATUSES, TraceWriter, open_trace
 
 HERE = Path(__file__).resolve().parent
-HELPER = HERE / "trace_writer_proc.py"
-TIMEOUT_S = 30.0
 
 
 def writer(path, **kwargs) -> TraceWriter:
@@ -143,7 +146,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     np.testing.assert_array_equal(probes["batch_index"], [0, 1, 0])
 
     meta = tr.meta
-    assert meta["schema"] == "specdiag-trace" and meta["schema_version"] == "1.1"
+    assert meta["schema"] == "specdiag-trace" and meta["schema_version"] == "1.2"
     assert meta["convention"] == "descent"
     assert meta["config"] == {"every": 10, "k": 3, "operators": ["jacobian"]}
     assert meta["versions"]["torch"] == "2.13.0" and meta["versions"]["h5py"] == h5py.__version__
@@ -242,7 +245,7 @@ def test_a_bad_record_leaves_the_file_untouched(tmp_path):
     no_step.step = None
     missing = probe_record(1)
     del missing.operators["discriminator"]
-    with writer(path) as w:
+    with writer(path, resume=True) as w:
         for record, match in [
             (too_many, "width 4"),
             (bad_status, "'fine'"),
@@ -270,7 +273,7 @@ def test_torn_rows_are_ignored_by_readers_and_repaired_by_writers(tmp_path, torn
         for name, rows in torn.items():
             f[name].resize(rows, axis=0)
     assert len(open_trace(path)) == complete
-    with writer(path) as w:
+    with writer(path, resume=True) as w:
         w.write(probe_record(7))
     tr = open_trace(path)
     assert len(tr) == complete + 1
@@ -289,7 +292,7 @@ def test_torn_rows_are_ignored_by_readers_and_repaired_by_writers(tmp_path, torn
 def test_resume_replaces_rows_at_or_after_the_first_step(tmp_path):
     path = tmp_path / "run.h5"
     write_steps(path, [0, 10, 20, 30])
-    with writer(path) as w:
+    with writer(path, resume=True) as w:
         w.write(probe_record(20, n_matvec=999))
         w.write(probe_record(20, batch_index=1, n_matvec=998))  # only the first write purges
     tr = open_trace(path)
@@ -302,7 +305,7 @@ def test_resume_replaces_rows_at_or_after_the_first_step(tmp_path):
 def test_resume_purge_keeps_earlier_rows_out_of_order(tmp_path):
     path = tmp_path / "run.h5"
     write_steps(path, [0, 30, 10, 40])
-    write_steps(path, [20])
+    write_steps(path, [20], resume=True)
     tr = open_trace(path)
     np.testing.assert_array_equal(tr.probe_steps(), [0, 10, 20])
     np.testing.assert_array_equal(tr.n_matvec("generator"), [100, 110, 120])
@@ -342,9 +345,9 @@ def test_resume_refuses_another_layout(tmp_path, change, detail):
     path = tmp_path / "run.h5"
     write_steps(path, [0, 1])
     with pytest.raises(TraceError) as info:
-        writer(path, **change)
+        writer(path, resume=True, **change)
     message = str(info.value)
-    assert "resume=False" in message and detail in message and str(path) in message
+    assert "overwrite=True" in message and detail in message and str(path) in message
     assert "\n" not in message
     assert len(open_trace(path)) == 2
 
@@ -369,9 +372,9 @@ def test_resume_refuses_a_file_that_is_not_a_trace(tmp_path, content):
         path.write_bytes(b"precious" * 100)
     before = path.read_bytes()
     with pytest.raises(
-        TraceError, match="(not a specdiag trace|not an HDF5 file).*resume=False"
+        TraceError, match="(not a specdiag trace|not an HDF5 file).*overwrite=True"
     ) as info:
-        writer(path)
+        writer(path, resume=True)
     error = info.value
     assert "\n" not in str(error) and str(path) in str(error)
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
@@ -381,12 +384,12 @@ def test_resume_refuses_a_file_that_is_not_a_trace(tmp_path, content):
 def test_swmr_resume_purges_and_refuses_a_default_mode_file(tmp_path):
     path = tmp_path / "live.h5"
     write_steps(path, [0, 1, 2], swmr=True)
-    write_steps(path, [1], swmr=True)
+    write_steps(path, [1], swmr=True, resume=True)
     np.testing.assert_array_equal(open_trace(path).probe_steps(), [0, 1])
     plain = tmp_path / "plain.h5"
     write_steps(plain, [0])
     with pytest.raises(TraceError, match="swmr=False"):
-        writer(plain, swmr=True)
+        writer(plain, swmr=True, resume=True)
 
 
 # --------------------------------------------------------------------------- refusals
@@ -462,52 +465,6 @@ def test_unknown_operator_is_a_key_error_listing_the_operators(tmp_path):
 # --------------------------------------------------------------------------- other processes
 
 
-class Child:
-    """A writer process whose stdout lines arrive through a queue (reads never hang)."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HELPER), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=HERE,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-        self.lines.put("<eof>")
-
-    def expect(self, prefix: str) -> str:
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"child gave no {prefix!r} within {TIMEOUT_S} s") from None
-            if line == "<eof>":
-                raise AssertionError(
-                    f"child exited before {prefix!r}: {self.proc.stderr.read()[-2000:]}"
-                )
-            if line.startswith(prefix):
-                return line
-
-    def send(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=TIMEOUT_S)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            stream.close()
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_loses_at_most_the_probe_in_flight(tmp_path):
     path = tmp_path / "killed.h5"
@@ -525,7 +482,7 @@ def test_sigkill_loses_at_most_the_probe_in_flight(tmp_path):
     assert len(tr) >= reported
     np.testing.assert_array_equal(tr.probe_steps(), np.arange(len(tr)))
     np.testing.assert_array_equal(tr.eigenvalues("generator")[:, 0].real, 2.0 * np.arange(len(tr)))
-    with writer(path) as w:  # and the run can go on where it stopped
+    with writer(path, resume=True) as w:  # and the run can go on where it stopped
         w.write(probe_record(len(tr)))
     assert len(open_trace(path)) == len(tr) + 1
 

@@ -72,9 +72,12 @@ class SpectrumCallback(Callback):
       involved.
     * Step: ``trainer.fit_loop.total_batch_idx`` at ``on_train_batch_end``, the
       0-based index of the batch over the whole run; a run resumed from a checkpoint
-      continues it, and the monitor (``resume=True`` by default, created in
-      ``on_train_start`` once Lightning has restored the checkpoint) appends to the
-      trace, removing at once the probes at or after the step it resumes from.
+      continues it: the callback then passes ``resume_step`` (the restored batch count),
+      so the monitor, created in ``on_train_start`` once Lightning has restored the
+      checkpoint, continues the trace and removes at once the probes at or after the
+      step it resumes from. A fresh ``fit`` onto an existing trace needs ``resume=`` or
+      ``overwrite=True`` in ``monitor_kwargs``, as the monitor itself does.
+    * The fixed probe batch, if any, is moved to the game's device by the monitor.
     * The monitor is closed in ``on_fit_end``, ``on_exception`` and ``teardown``;
       closing is idempotent. A new ``fit`` builds a new monitor on the same file.
     """
@@ -120,7 +123,9 @@ class SpectrumCallback(Callback):
         if self._game is None:
             return
         kwargs = dict(self.monitor_kwargs)
-        kwargs.setdefault("resume_step", trainer.fit_loop.total_batch_idx + 1)
+        restart = trainer.fit_loop.total_batch_idx + 1
+        if restart > 0:  # resumed from a checkpoint: continue the trace from there
+            kwargs.setdefault("resume_step", restart)
         self.monitor = SpectrumMonitor(self._game, self.path, **kwargs)
 
     def on_train_batch_end(

@@ -32,7 +32,7 @@ import torch
 from torch import distributed as dist
 
 from ..dynamics import UpdateRule
-from ..errors import TraceError
+from ..errors import ProbeWarning, TraceError, user_stacklevel
 from ..game import Game
 from ..linalg.options import DEFAULT_TOL, BasisOptions
 from ..probing import ProbeOptions, ProbeRecord
@@ -42,6 +42,7 @@ from ..probing.options import DEFAULT_K
 from ..probing.plan import SPECTRA, Plan, layout_spec
 from ..probing.session import ProbeSession
 from ..probing.solves import failed_record
+from ..registry import flag_bit
 from ..trace import TraceWriter
 from ..validation import integer
 from .batches import ProbeBatches, check_metadata
@@ -71,7 +72,7 @@ class SpectrumMonitor:
         ``"jacobian"`` and/or player names (their Hessians); default all.
     which : str or mapping, optional
         As for :func:`~specdiag.probe`: a string for the Jacobian (default ``"LM"``) or
-        ``{operator: which}`` (Hessians default to ``"LA"``).
+        ``{operator: which}`` (Hessians default to ``"BE"``: both ends).
     tol, ncv, maxiter, backend
         Solver settings (see :func:`~specdiag.eigs`).
     max_matvecs : int, optional
@@ -104,13 +105,19 @@ class SpectrumMonitor:
         ``SummaryWriter``: every probe's scalars go there too, tagged
         ``specdiag/<operator>/<scalar>`` (with ``/batch<i>`` appended when several
         probe batches are probed).
-    resume : bool
-        Append to an existing trace of the same layout, replacing its probes at or after
-        the first step probed now (as after a restart from a checkpoint); ``False``
-        starts a new trace.
+    resume : bool or None
+        When ``path`` holds probes of an earlier run: ``True`` continues that trace,
+        replacing its probes at or after the first step probed now (as after a restart
+        from a checkpoint; a warning says how many it purges and from which step);
+        ``False`` (or ``overwrite=True``) starts a new trace. ``None`` (default) refuses
+        to touch such a file, with an error saying how many probes it holds and
+        offering these choices. A file without probes is simply continued.
+    overwrite : bool
+        Replace an existing trace by a new one.
     resume_step : int, optional
-        With ``resume``: the step training restarts from (a checkpoint's). Probes at or
-        after it are removed from the trace at once, rather than at the first new probe.
+        The step training restarts from (a checkpoint's); implies ``resume=True``.
+        Probes at or after it are removed from the trace at once, rather than at the
+        first new probe.
     swmr : bool
         Keep the file open in HDF5's single-writer/multiple-reader mode so that
         ``open_trace(path, swmr=True)`` can follow the run live. Default: the file is
@@ -232,7 +239,8 @@ class SpectrumMonitor:
         seed: Optional[int] = 0,
         on_error: str = "warn",
         summary_writer: Any = None,
-        resume: bool = True,
+        resume: Optional[bool] = None,
+        overwrite: bool = False,
         resume_step: Optional[int] = None,
         swmr: bool = False,
         locking: Optional[bool] = None,
@@ -286,6 +294,8 @@ class SpectrumMonitor:
         self.last: Optional[ProbeRecord] = None
         self._group, self._closed, self._pending = group, False, None
         self._clock, self._ledger, self._said_cost = TrainingClock(), WarningLedger(), False
+        self._unwritten: list[ProbeRecord] = []
+        self._warned_purge = self._outage = False
         self.snapshot_dir: Optional[str] = None
         self._snapshots: Any = None
         self._writer: Optional[TraceWriter] = None
@@ -297,10 +307,12 @@ class SpectrumMonitor:
                 group,
                 config=config,
                 resume=resume,
+                overwrite=overwrite,
                 swmr=swmr,
                 locking=locking,
                 resume_step=resume_step,
             )
+            self._said_purge()
 
     def _snapshot_writer(self, directory: Any, probe_batch: Any, seed: Optional[int]) -> Any:
         """The writer of the snapshots of ``defer=True`` (rank 0 only)."""
@@ -346,7 +358,8 @@ class SpectrumMonitor:
         group: Optional[ProbeGroup],
         *,
         config: dict[str, Any],
-        resume: bool,
+        resume: Optional[bool],
+        overwrite: bool,
         swmr: bool,
         locking: Optional[bool],
         resume_step: Optional[int],
@@ -362,6 +375,7 @@ class SpectrumMonitor:
                     width=self.options.k + 1,
                     config=config,
                     resume=resume,
+                    overwrite=overwrite,
                     swmr=swmr,
                     locking=locking,
                     versions={"torch": torch.__version__},
@@ -560,16 +574,46 @@ class SpectrumMonitor:
                 )
 
     def _write(self, record: ProbeRecord) -> None:
+        """Write ``record`` after any records a failed write left waiting, in order.
+
+        A write that fails (a full disk) keeps its record in memory; every later probe
+        tries again, oldest first, so writing resumes when space returns and no record
+        is lost unless the process ends first (:meth:`close` says how many are left).
+        """
         if self._writer is None:  # a rank other than 0 of a distributed probe
             return
-        try:
-            self._writer.write(record)
-        except TraceError as error:
-            if self.options.on_error == "raise":
-                raise
-            self._ledger.warn(
-                "write", f"specdiag: the probe at step {record.step} was not recorded: {error}"
+        self._unwritten.append(record)
+        while self._unwritten:
+            waiting = self._unwritten[0]
+            late = waiting is not record
+            if late:
+                waiting = dataclasses.replace(waiting, flags=waiting.flags | flag_bit("unwritten"))
+            try:
+                self._writer.write(waiting)
+            except TraceError as error:
+                if self.options.on_error == "raise":
+                    raise
+                if not self._outage:  # once per outage: when writing stops working
+                    warnings.warn(_unwritten_message(error, len(self._unwritten)), ProbeWarning,
+                                  stacklevel=user_stacklevel())
+                self._outage = True
+                return
+            self._unwritten.pop(0)
+            self._outage = False
+            self._said_purge()
+
+    def _said_purge(self) -> None:
+        """Warn once when continuing the trace removed the earlier run's later probes."""
+        purged = getattr(self._writer, "purged", None)
+        if purged and not self._warned_purge:
+            rows, step = purged
+            warnings.warn(
+                f"specdiag: {self.path}: resumed at step {step}, replacing the {rows} probe(s) "
+                "of the earlier run at or after it",
+                ProbeWarning,
+                stacklevel=user_stacklevel(),
             )
+            self._warned_purge = True
 
     # ------------------------------------------------------------------ lifetime
     @property
@@ -588,7 +632,25 @@ class SpectrumMonitor:
         return dict(self._ledger.counts)
 
     def close(self) -> None:
-        """Close the trace; idempotent. The summary writer is the caller's to close."""
+        """Close the trace; idempotent. The summary writer is the caller's to close.
+
+        Records a full disk kept waiting are tried once more; those still unwritten are
+        lost with the process, and a warning says how many.
+        """
+        if self._writer is not None and self._unwritten and not self._closed:
+            for record in list(self._unwritten):
+                try:
+                    self._writer.write(record)
+                    self._unwritten.pop(0)
+                except TraceError:
+                    break
+            if self._unwritten:
+                warnings.warn(
+                    f"specdiag: {self.path}: {len(self._unwritten)} probe(s) could not be "
+                    "written before the monitor closed and are lost",
+                    ProbeWarning,
+                    stacklevel=user_stacklevel(),
+                )
         self._closed = True
         if self._writer is not None:
             self._writer.close()
@@ -625,6 +687,15 @@ def layout_of(plans: list[Plan], game: Game, options: ProbeOptions) -> dict[str,
     """The trace's operators: what a trace stores for every planned solve
     (:func:`~specdiag.probing.plan.layout_spec`)."""
     return {p.name: layout_spec(p, game, options) for p in plans}
+
+
+def _unwritten_message(error: Exception, waiting: int) -> str:
+    full = getattr(error, "disk_full", False)
+    what = "the disk is full" if full else "the trace could not be written"
+    return (
+        f"specdiag: {what} ({error}): {waiting} probe(s) not written yet; they are kept in "
+        "memory and written when the trace accepts them again, and training goes on"
+    )
 
 
 def _log_scalars(writer: Any, record: ProbeRecord, several: bool) -> None:

@@ -111,7 +111,9 @@ def probe(
         every player's Hessian.
     which : str or mapping, optional
         A string applies to the Jacobian; a mapping ``{operator: which}`` sets any.
-        Defaults: ``"LM"`` for the Jacobian, ``"LA"`` for Hessians.
+        Defaults: ``"LM"`` for the Jacobian, ``"BE"`` for Hessians (both ends:
+        ``ceil(k/2)`` from the top, ``floor(k/2)`` from the bottom, so negative
+        curvature shows).
     tol, ncv, maxiter, backend
         Passed to the solvers (see :func:`~specdiag.eigs`).
     max_matvecs : int, optional

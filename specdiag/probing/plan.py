@@ -15,8 +15,11 @@ from .options import DEFAULT_K, ProbeOptions
 
 __all__ = ["Plan", "plan_operators", "layout_spec", "DEFAULT_WHICH", "SPECTRA"]
 
-#: ``which`` of each operator kind unless told otherwise.
-DEFAULT_WHICH = {"jacobian": "LM", "hessian": "LA"}
+#: ``which`` of each operator kind unless told otherwise. A player's Hessian is probed
+#: at both ends: its top eigenvalues (stiffness) and its bottom ones, where negative
+#: curvature shows (Berard et al. 2020 found GANs converging to points where the
+#: generator's loss curves downwards).
+DEFAULT_WHICH = {"jacobian": "LM", "hessian": "BE"}
 #: Operator kinds whose eigenvalues a probe computes (the others are estimates on J).
 SPECTRA = ("jacobian", "hessian")
 

@@ -11,14 +11,25 @@ default
     The file is opened once in HDF5's single-writer/multiple-reader mode; every write
     appends and flushes. Readers follow the run live with ``open_trace(path, swmr=True)``
     and :meth:`~specdiag.trace.Trace.refresh`.
+
+Failures
+--------
+A write either appends its whole row or leaves the file as it was: it is refused
+before the file is opened when the disk or the file-size limit leaves too little room
+(:mod:`~specdiag.trace.storage`), its bytes are reserved before HDF5 writes them, and a
+row cut off anyway is invisible (``probe_step`` is written last) and overwritten by the
+next write. Every failure raises :class:`~specdiag.trace.TraceWriteError`; the writer
+stays usable, so the caller can keep the record and write it again later.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-from collections.abc import Mapping
+import secrets
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
@@ -27,43 +38,38 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import TraceError
-from ..registry import status_code
-from .files import SWMR_LIBVER, one_line, open_h5, read_meta, unreadable
+from .encode import encode_record
+from .files import SWMR_LIBVER, one_line, open_h5, read_meta, strict_json, unreadable
+from .layout import build_layout, chunk_bytes
+from .lock import WriterLock
 from .schema import (
-    CHUNK_ROWS,
-    CONVENTION,
-    LOSS_GROUP,
-    MESSAGE_BYTES,
-    OPERATOR_COLUMNS,
-    PROBE_COLUMNS,
-    SCHEMA,
     SCHEMA_VERSION,
-    STATUSES,
-    dataset_paths,
+    dataset_specs,
     layout_difference,
     normalise_layout,
 )
+from .storage import creation_error, refused, remove_quietly, reserve, room_problem, write_error
 
 __all__ = ["TraceWriter"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: Room for HDF5's metadata (object headers, chunk indexes, the superblock) per write,
+#: and per dataset (a new trace takes about 850 bytes a dataset; a write, next to nothing
+#: but the chunks it starts).
+METADATA_BYTES = 16 * 1024
+DATASET_BYTES = 512
+#: What ``TraceWriter`` suggests when it refuses an existing file.
+HINT = "pass overwrite=True (or resume=False) to replace it, or write to another path"
+#: Errors h5py raises for a failed read or write (a full disk is a RuntimeError).
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
 
-def _fit_message(message: Any) -> bytes:
-    """``message`` as UTF-8 of at most MESSAGE_BYTES bytes, cut at a character boundary."""
-    data = str(message or "").encode("utf-8")
-    if len(data) <= MESSAGE_BYTES:
-        return data
-    return data[: MESSAGE_BYTES - 3].decode("utf-8", errors="ignore").encode("utf-8") + b"..."
-
-
-def _padded(values: Any, width: int, fill: Any, dtype: Any, what: str) -> np.ndarray:
-    array = np.asarray(values, dtype=dtype).reshape(-1)
-    if array.size > width:
-        raise ValueError(f"{what}: {array.size} values do not fit the trace's width {width}")
-    row = np.full(width, fill, dtype=dtype)
-    row[: array.size] = array
-    return row
+def _has_content(path: str) -> bool:
+    """Whether ``path`` exists with at least one byte (a 0-byte file counts as absent)."""
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
 
 
 class TraceWriter:
@@ -72,25 +78,39 @@ class TraceWriter:
     Parameters
     ----------
     path : str or os.PathLike
-        The trace file.
+        The trace file. A new trace is built under a temporary name in the same
+        directory and renamed into place when complete, so a failed creation leaves
+        nothing behind. An existing file of 0 bytes counts as absent.
     operators : mapping
-        ``{name: {"kind": "jacobian" | "hessian", "which": str, "n": int}}``, the probed
-        operators in order; ``"scalars"`` (a list of names) overrides the summary
-        scalars stored for the operator (default :data:`DEFAULT_SCALARS` by kind).
+        ``{name: spec}``, the probed operators in order; ``spec`` has ``"kind"``
+        (``"jacobian"``, ``"hessian"``, ``"update"``, ``"helmholtz"``), ``"n"`` (the
+        operator's order) and optionally ``"which"``, ``"scalars"`` (names of the
+        summary scalars; default :data:`DEFAULT_SCALARS` by kind), ``"width"`` (columns
+        of its eigenvalue datasets; default ``width``), ``"arrays"`` (``{name: {"dims":
+        [dim, ...], "dtype": "f8", "description": str}}``, extra per-probe arrays whose
+        dimensions are ``"eig"`` or named in ``"coords"``) and ``"coords"`` (``{dim:
+        [labels]}``, strings or numbers).
     players : mapping
         ``{player: number of parameters}``; one loss column per player.
     width : int
-        Columns of the eigenvalue datasets (``k + 1``: room for a conjugate pair kept
-        whole). Shorter results are NaN-padded; longer ones are refused.
+        Default width: columns of the eigenvalue datasets of operators that give none
+        (``k + 1``: room for a conjugate pair kept whole). Shorter results are
+        NaN-padded; longer ones are refused.
     config : mapping, optional
-        The monitor's settings, stored as JSON (values JSON cannot hold are stored as
-        their ``repr``).
-    resume : bool
-        If the file exists, append to it: its layout (operators, their kind, ``which``,
-        size and scalars, the players' parameter counts, the width) must equal this
-        writer's, else :class:`~specdiag.errors.TraceError`. The first record written
-        removes every row whose step is at or after the record's step (or, with
-        ``resume_step``, opening does). ``False`` replaces the file by a new trace.
+        The monitor's settings, stored as strict JSON (NaN as null, infinities as
+        "inf" and "-inf", values JSON cannot hold as their ``repr``).
+    resume : bool or None
+        What to do with an existing trace that holds probes. None (default): refuse it
+        with a :class:`TraceError` saying how many probes it holds and from which step
+        to which. True: continue it: its layout (operators, their kind, ``which``,
+        size, width, scalars, arrays and coordinates, the players' parameter counts)
+        must equal this writer's, and the first record written removes every row at
+        or after its step (``purged`` says what was removed). False: a synonym of
+        ``overwrite=True``. An existing trace of this layout without probes is
+        continued whatever ``resume`` says.
+    overwrite : bool
+        Replace an existing file by a new trace (the old file stays in place until the
+        new one is complete). Not together with ``resume=True``.
     swmr : bool
         Keep the file open in HDF5's single-writer/multiple-reader mode so readers can
         follow it live (``open_trace(path, swmr=True)``). Only a trace created with
@@ -104,17 +124,32 @@ class TraceWriter:
         Library versions to record (e.g. torch's); python, numpy, h5py and HDF5 are
         always recorded.
     resume_step : int, optional
-        The step a resumed run restarts from: rows at or after it are removed when the
-        file is opened, so a run that stops again before its first probe leaves no
-        stale probes of the abandoned run behind.
+        The step a resumed run restarts from (implies ``resume=True`` when ``resume``
+        is None): rows at or after it are removed when the file is opened, so a run
+        that stops again before its first probe leaves no stale probes behind.
+
+    Attributes
+    ----------
+    existing : tuple of int or None
+        ``(probes, min_step, max_step)`` of the file when this writer opened it, or
+        None (a new trace, or one without probes).
+    purged : tuple of int or None
+        ``(rows, step)``: the rows removed because they were at or after ``step`` (at
+        opening with ``resume_step``, else by the first write), or None.
 
     Raises
     ------
     TraceError
         The existing file is not a trace, is unreadable, has another schema version or
-        another layout (``resume=True``).
+        another layout, holds probes and neither ``resume`` nor ``overwrite`` was
+        given, or another writer holds the trace's lock file ``<path>.lock``; or the
+        trace cannot be created (missing directory, permission denied, read-only file
+        system: the message says which).
+    TraceWriteError
+        The disk or the file-size limit leaves no room to create or update the file.
     ValueError
-        A malformed operator, player or scalar specification.
+        A malformed operator, player, scalar, array or coordinate specification, or
+        ``resume=True`` with ``overwrite=True``.
     """
 
     def __init__(
@@ -125,7 +160,8 @@ class TraceWriter:
         players: Mapping[str, int],
         width: int,
         config: Optional[Mapping] = None,
-        resume: bool = True,
+        resume: Optional[bool] = None,
+        overwrite: bool = False,
         swmr: bool = False,
         locking: Optional[bool] = None,
         specdiag_version: str = __version__,
@@ -133,16 +169,49 @@ class TraceWriter:
         resume_step: Optional[int] = None,
     ) -> None:
         self.path = os.fspath(path)
-        if int(width) < 1:
+        if resume is True and overwrite:
+            raise ValueError("resume=True and overwrite=True contradict each other; pass one")
+        if resume is None and resume_step is not None:
+            resume = True
+        if isinstance(width, bool) or int(width) < 1:
             raise ValueError(f"width must be at least 1, got {width}")
         self.width = int(width)
         self.swmr = bool(swmr)
         self._locking = locking
-        self._layout = normalise_layout(operators, players)
-        self._paths = dataset_paths(self._layout)
+        self._libver = SWMR_LIBVER if self.swmr else None
+        self._layout = normalise_layout(operators, players, self.width)
+        self._specs = dataset_specs(self._layout)
+        self._paths = list(self._specs)
+        self._room = chunk_bytes(self._specs) + METADATA_BYTES + DATASET_BYTES * len(self._paths)
+        self._room_last = chunk_bytes({"probe_step": self._specs["probe_step"]}) + METADATA_BYTES
+        self.existing: Optional[tuple[int, int, int]] = None
+        self.purged: Optional[tuple[int, int]] = None
         self._purge_pending = True
         self._closed = False
         self._file: Optional[h5py.File] = None
+        attrs = self._attrs(config, specdiag_version, versions)
+        self._lock = WriterLock(self.path)
+        self._lock.acquire()
+        self._release = weakref.finalize(self, self._lock.release)
+        try:
+            if overwrite or resume is False or not _has_content(self.path):
+                self._create(attrs)
+            else:
+                self._continue(bool(resume), resume_step, attrs)
+            if self.swmr and self._file is None:
+                self._file = self._open("r+", HINT)
+                self._start_swmr(self._file)
+        except BaseException:
+            self._closed = True
+            self._drop(self._file)
+            self._release()
+            raise
+
+    @staticmethod
+    def _attrs(
+        config: Optional[Mapping], specdiag_version: str, versions: Optional[Mapping[str, str]]
+    ) -> dict[str, str]:
+        """The attributes every writer sets: its versions and the monitor's config."""
         all_versions = {
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -150,127 +219,160 @@ class TraceWriter:
             "hdf5": h5py.version.hdf5_version,
         }
         all_versions.update({str(k): str(v) for k, v in (versions or {}).items()})
-        attrs = {
+        return {
             "specdiag_version": str(specdiag_version),
-            "versions": json.dumps(all_versions),
-            "config": json.dumps(dict(config or {}), default=repr),
+            "versions": strict_json(all_versions),
+            "config": strict_json(dict(config or {})),
         }
 
-        libver = SWMR_LIBVER if self.swmr else None
-        if resume and os.path.exists(self.path):
-            f = self._open_existing(libver)
-        else:
-            f = self._create(libver)
+    # -- opening, creating, continuing
+
+    def _open(self, mode: str, hint: Optional[str] = None) -> h5py.File:
+        """The trace opened by h5py; TraceError (with ``hint``) or TraceWriteError."""
         try:
+            return open_h5(self.path, mode, locking=self._locking, libver=self._libver)
+        except OSError as error:
+            problem = unreadable(self.path, error)
+        if hint is None:  # while writing: every failure is a write error
+            raise write_error(self.path, problem, "to the trace", None)
+        if "locked" in str(problem):
+            raise problem
+        raise TraceError(f"{problem}; {hint}")
+
+    def _create(self, attrs: Mapping[str, str]) -> None:
+        """Build a new trace under a temporary name, then rename it into place."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        room = METADATA_BYTES + 4 * DATASET_BYTES * len(self._paths)
+        problem = room_problem(self.path, room, size=0)
+        if problem is not None:
+            raise refused(self.path, problem, "a new trace", None)
+        name = os.path.basename(self.path)
+        temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            f = open_h5(temporary, "w", locking=self._locking, libver=self._libver)
+            try:
+                reserve(f, room)
+                created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                build_layout(f, self._layout, self.width, {**attrs, "created": created})
+            finally:
+                f.close()
+            open_h5(temporary, "r+", locking=self._locking).close()  # HDF5 trims the reserve
+            os.replace(temporary, self.path)
+        except BaseException as error:
+            remove_quietly(temporary)
+            if isinstance(error, H5_ERRORS) and not isinstance(error, TraceError):
+                raise creation_error(self.path, error) from None
+            raise
+
+    def _check_existing(self, f: h5py.File) -> None:
+        """TraceError unless ``f`` is a trace this writer may continue."""
+        try:
+            meta = read_meta(self.path, f)
+        except TraceError as error:
+            raise TraceError(f"{error}; {HINT}") from None
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise TraceError(
+                f"{self.path}: written with schema {meta.get('schema_version')}, this "
+                f"specdiag writes {SCHEMA_VERSION} (it still reads the file); {HINT}"
+            )
+        difference = layout_difference(meta["layout"], meta["width"], self._layout, self.width)
+        if difference:
+            raise TraceError(
+                f"{self.path}: cannot continue a trace of another layout ({difference}); {HINT}"
+            )
+        missing = [p for p in self._paths if not isinstance(f.get(p), h5py.Dataset)]
+        if missing:
+            raise TraceError(f"{self.path}: damaged specdiag trace (no dataset {missing[0]!r})")
+        if self.swmr and f.id.get_create_plist().get_version()[0] < 3:
+            raise TraceError(
+                f"{self.path}: was not written with swmr=True, so it cannot be continued "
+                f"in SWMR mode; pass swmr=False, or overwrite=True (resume=False) to start anew"
+            )
+
+    def _inspect(self, resume: bool) -> int:
+        """Check the existing trace and return its number of complete rows.
+
+        The file is opened read-only, so a refused file stays untouched.
+        """
+        f = self._open("r", HINT)
+        try:
+            self._check_existing(f)
+            rows = self._rows(f)
+            if rows:
+                steps = f["probe_step"][:rows]
+                self.existing = (rows, int(steps.min()), int(steps.max()))
+        finally:
+            f.close()
+        if rows and not resume:
+            _, low, high = self.existing or (0, 0, 0)
+            raise TraceError(
+                f"{self.path}: holds {rows} probes (steps {low} to {high}); pass "
+                f"resume=True to continue it (probes at or after the first step written "
+                f"are replaced), overwrite=True (or resume=False) to start a new trace in "
+                f"its place, or write to another path"
+            )
+        return rows
+
+    def _continue(self, resume: bool, resume_step: Optional[int], attrs: Mapping[str, str]) -> None:
+        """Continue the existing trace: update its attributes, purge if asked."""
+        rows = self._inspect(resume)
+        extra = 2 * sum(len(v) for v in attrs.values())
+        with self._session("the trace's attributes", None, extra=extra) as f:
             f.attrs.update(attrs)
             if resume_step is not None:  # the run restarts here: later rows are stale now
                 self._purge(f, self._rows(f), int(resume_step))
                 self._purge_pending = False
             if self.swmr:
                 self._file = f
-                if self._rows(f) == 0:  # nothing to purge: readers may follow at once
-                    self._start_swmr()
-        finally:
-            if self._file is None:
-                f.close()
+                if not self._purge_pending or rows == 0:
+                    self._start_swmr(f)
 
-    # -- opening and creating
-
-    def _open(self, mode: str, libver: Any = None) -> h5py.File:
+    def _start_swmr(self, f: h5py.File) -> None:
         try:
-            return open_h5(self.path, mode, locking=self._locking, libver=libver)
-        except OSError as error:
-            raise unreadable(self.path, error) from None
-
-    def _open_existing(self, libver: Any) -> h5py.File:
-        hint = "pass resume=False to start a new trace"
-        try:
-            f = self._open("r+", libver)
-        except TraceError as error:
-            if "locked" in str(error):
-                raise
-            raise TraceError(f"{error}; {hint}") from None
-        try:
-            try:
-                meta = read_meta(self.path, f)
-            except TraceError as error:
-                raise TraceError(f"{error}; {hint}") from None
-            if meta.get("schema_version") != SCHEMA_VERSION:
-                raise TraceError(
-                    f"{self.path}: written with schema "
-                    f"{meta.get('schema_version')}, this specdiag writes "
-                    f"{SCHEMA_VERSION}; {hint}"
-                )
-            difference = layout_difference(
-                meta["layout"], int(meta["width"]), self._layout, self.width
-            )
-            if difference:
-                raise TraceError(
-                    f"{self.path}: cannot resume a trace of another layout ({difference}); {hint}"
-                )
-            missing = [p for p in self._paths if not isinstance(f.get(p), h5py.Dataset)]
-            if missing:
-                raise TraceError(
-                    f"{self.path}: damaged specdiag trace (no dataset {missing[0]!r}); {hint}"
-                )
-            if self.swmr and f.id.get_create_plist().get_version()[0] < 3:
-                raise TraceError(
-                    f"{self.path}: was not written with swmr=True, so it cannot "
-                    f"be continued in SWMR mode; pass swmr=False, or "
-                    f"resume=False to start a new trace"
-                )
-        except BaseException:
-            f.close()
-            raise
-        return f
-
-    def _create(self, libver: Any) -> h5py.File:
-        f = self._open("w", libver)
-        try:
-            f.attrs.update(
-                {
-                    "schema": SCHEMA,
-                    "schema_version": SCHEMA_VERSION,
-                    "convention": CONVENTION,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "layout": json.dumps(self._layout),
-                    "width": np.int64(self.width),
-                }
-            )
-            for name, spec in self._layout["operators"].items():
-                group = f.create_group(name)
-                group.attrs.update(
-                    {
-                        "kind": spec["kind"],
-                        "which": spec["which"],
-                        "n": np.int64(spec["n"]),
-                        "scalars": json.dumps(spec["scalars"]),
-                    }
-                )
-                for column, (dtype, wide, description) in OPERATOR_COLUMNS.items():
-                    _create_dataset(group, column, dtype, self.width if wide else None, description)
-                for scalar in spec["scalars"]:
-                    _create_dataset(group, scalar, "f8", None, f"summary scalar {scalar}")
-            losses = f.create_group(LOSS_GROUP)
-            for player in self._layout["players"]:
-                _create_dataset(losses, player, "f8", None, f"loss of {player} on the probe batch")
-            for column, (dtype, description) in PROBE_COLUMNS.items():
-                _create_dataset(f, column, dtype, None, description)
-        except BaseException:
-            f.close()
-            raise
-        return f
-
-    def _start_swmr(self) -> None:
-        try:
-            self._file.swmr_mode = True
+            f.swmr_mode = True
         except (RuntimeError, ValueError, OSError) as error:
-            self._file.close()
-            self._file = None
-            self._closed = True
             raise TraceError(
                 f"{self.path}: cannot start SWMR writing ({one_line(error)})"
             ) from None
+
+    # -- sessions: room, reservation, errors
+
+    @contextmanager
+    def _session(self, what: str, step: Optional[int], *, extra: int = 0) -> Iterator[h5py.File]:
+        """The open file, with room checked and reserved.
+
+        Any failure to write is a TraceWriteError (TraceErrors of the body pass through).
+        """
+        problem = room_problem(self.path, self._room + extra + self._room_last)
+        if problem is not None:
+            raise refused(self.path, problem, what, step)
+        f = self._file if self._file is not None else self._open("r+")
+        try:
+            reserve(f, self._room + extra)
+            yield f
+            if f is not self._file:
+                f.close()
+        except TraceError:
+            self._drop(f)
+            raise
+        except H5_ERRORS as error:
+            self._drop(f)
+            raise write_error(self.path, error, what, step) from None
+        except BaseException:
+            self._drop(f)
+            raise
+
+    def _drop(self, f: Optional[h5py.File]) -> None:
+        """Close ``f`` after a failure, ignoring errors; forget it if it was kept open."""
+        if f is None:
+            return
+        handle: h5py.File = f
+        if handle is self._file:
+            self._file = None
+        try:
+            handle.close()
+        except Exception:  # noqa: S110 - closing after a failure: the first error counts
+            pass
 
     # -- writing
 
@@ -278,133 +380,98 @@ class TraceWriter:
         """Complete rows: the shortest dataset (a torn write leaves some longer)."""
         return min(f[p].shape[0] for p in self._paths)
 
-    def _encode(self, record: Any) -> dict[str, Any]:
-        """The record as one value per dataset path, checked before the file is touched."""
-        if record.step is None:
-            raise ValueError("a record written to a trace needs a step (record.step is None)")
-        step = int(record.step)
-        batch_index = int(record.batch_index)
-        ops = record.operators
-        names = list(self._layout["operators"])
-        if sorted(ops) != sorted(names):
-            raise ValueError(
-                f"the record has operators {sorted(ops)}, the trace {self.path} has {names}"
-            )
-        row: dict[str, Any] = {}
-        for name, spec in self._layout["operators"].items():
-            op = ops[name]
-            for key in ("kind", "which"):
-                if spec[key] and getattr(op, key, spec[key]) != spec[key]:
-                    raise ValueError(
-                        f"operator {name!r}: record has {key} "
-                        f"{getattr(op, key)!r}, the trace {spec[key]!r}"
-                    )
-            eig = np.asarray(op.eigenvalues, dtype=np.complex128).reshape(-1)
-            what = f"operator {name!r}"
-            unknown = set(op.scalars) - set(spec["scalars"])
-            if unknown:
-                raise ValueError(
-                    f"{what}: scalars {sorted(unknown)} are not in the trace "
-                    f"(it stores {spec['scalars']})"
-                )
-            row.update(
-                {
-                    f"{name}/step": step,
-                    f"{name}/batch_index": batch_index,
-                    f"{name}/eig_real": _padded(eig.real, self.width, np.nan, np.float64, what),
-                    f"{name}/eig_imag": _padded(eig.imag, self.width, np.nan, np.float64, what),
-                    f"{name}/residual": _padded(
-                        op.residuals, self.width, np.nan, np.float64, f"{what} residuals"
-                    ),
-                    f"{name}/converged": _padded(
-                        op.converged, self.width, False, np.bool_, f"{what} converged"
-                    ),
-                    f"{name}/n_matvec": int(op.n_matvec),
-                    f"{name}/wall_time": float(op.wall_time),
-                    f"{name}/status": status_code(op.status, what),
-                    f"{name}/message": _fit_message(op.message),
-                }
-            )
-            for scalar in spec["scalars"]:
-                row[f"{name}/{scalar}"] = float(op.scalars.get(scalar, np.nan))
-        losses = dict(record.losses)
-        unknown = set(losses) - set(self._layout["players"])
-        if unknown:
-            raise ValueError(
-                f"the record has losses of {sorted(unknown)}, which are not "
-                f"players of the trace {self.path}"
-            )
-        for player in self._layout["players"]:
-            row[f"{LOSS_GROUP}/{player}"] = float(losses.get(player, np.nan))
-        seed = getattr(record, "seed", None)
-        row.update(
-            {
-                "probe_batch_index": batch_index,
-                "probe_seed": -1 if seed is None else int(seed),
-                "probe_wall_time": float(record.wall_time),
-                "probe_build_time": float(record.build_time),
-                "probe_status": status_code(record.status, "probe"),
-                "probe_step": step,
-            }
-        )
-        return row
+    def _flush(self, f: h5py.File, room: int) -> None:
+        """Flush, then reserve ``room`` again (HDF5 trims the reserve when it flushes)."""
+        f.flush()
+        reserve(f, room)
 
     def _purge(self, f: h5py.File, n: int, step: int) -> int:
-        """Remove the rows with step >= ``step``; the number of rows kept."""
-        keep = f["probe_step"][:n] < step
+        """Remove the rows with step >= ``step``; the number of rows kept.
+
+        ``probe_step`` first shrinks to the rows before the first removed one, so if
+        the purge is cut off, readers see only rows that are whole in every dataset.
+        """
+        steps = f["probe_step"][:n]
+        keep = steps < step
         kept = int(keep.sum())
         if kept == n:
             return n
-        compact = not keep[:kept].all()  # kept rows are not simply the first ones
-        for p in self._paths:
-            ds = f[p]
-            if compact:
-                ds[:kept] = ds[:n][keep]
-            ds.resize(kept, axis=0)
+        first = int(np.argmin(keep))  # the first removed row
+        f["probe_step"].resize(first, axis=0)
+        if kept > first:  # rows after a removed one are kept: move them up
+            self._flush(f, self._room)
+            for p in self._paths[:-1]:
+                ds = f[p]
+                ds[first:kept] = ds[:n][keep][first:]
+        for p in self._paths[:-1]:
+            f[p].resize(kept, axis=0)
+        if kept > first:
+            self._flush(f, self._room)
+            f["probe_step"].resize(kept, axis=0)
+            f["probe_step"][first:kept] = steps[keep][first:]
+        self.purged = (n - kept, step)
         return kept
 
     def write(self, record: Any) -> None:
-        """Append one probe record (a :class:`~specdiag.ProbeRecord` or any object
-        with the same attributes holding numpy values).
+        """Append one probe record.
 
-        The first record a writer writes removes the rows at or after its step.
+        ``record`` is a :class:`~specdiag.ProbeRecord` or any object with the same
+        attributes holding numpy values. The first record a writer writes removes the
+        rows at or after its step. A write either appends the whole row or leaves the
+        file's probes as they were.
+
+        Raises
+        ------
+        ValueError
+            The record does not fit the trace (checked before the file is touched), or
+            the writer is closed.
+        TraceWriteError
+            The row could not be written (``disk_full`` says whether for lack of room).
+            The writer stays usable: keep the record and write it again later, in
+            order; the first record written successfully does the purge.
         """
         if self._closed:
             raise ValueError(f"write to a closed TraceWriter ({self.path})")
-        row = self._encode(record)
+        row = encode_record(record, self._layout, self.path)
         step = row["probe_step"]
-        try:
-            if self.swmr:
-                self._append(self._file, row, step)
-            else:
-                with self._open("r+") as f:
-                    self._append(f, row, step)
-        except OSError as error:
-            raise TraceError(
-                f"{self.path}: could not write the probe at step {step} ({one_line(error)})"
-            ) from None
+        with self._session(f"the probe at step {step}", step) as f:
+            self._append(f, row, step)
+        self._purge_pending = False
 
     def _append(self, f: h5py.File, row: Mapping[str, Any], step: int) -> None:
-        n = self._rows(f)
+        datasets = {p: f[p] for p in self._paths}  # looked up once: h5py lookups are slow
+        n = min(ds.shape[0] for ds in datasets.values())
         if self._purge_pending:
             n = self._purge(f, n, step)
-            self._purge_pending = False
-            if self.swmr and not f.swmr_mode:
-                self._start_swmr()
+        if self.swmr:
+            self._file = f
+            if not f.swmr_mode:
+                self._start_swmr(f)
         for p, value in row.items():
-            if p == "probe_step":
-                f.flush()  # every other dataset is on disk before the row is counted
-            ds = f[p]
+            if p == "probe_step":  # every other dataset is on disk before the row counts
+                self._flush(f, self._room_last)
+            ds = datasets[p]
             ds.resize(n + 1, axis=0)
             ds[n] = value
         f.flush()
 
     def close(self) -> None:
-        """Close the file (SWMR mode); idempotent."""
+        """Close the file (SWMR mode) and remove the lock file; idempotent.
+
+        Raises
+        ------
+        TraceWriteError
+            The SWMR file could not be closed cleanly (its last flush failed).
+        """
         self._closed = True
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        f, self._file = self._file, None
+        try:
+            if f is not None:
+                f.close()
+        except H5_ERRORS as error:
+            raise write_error(self.path, error, "the trace's last changes", None) from None
+        finally:
+            self._release()
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -416,21 +483,3 @@ class TraceWriter:
         mode = "swmr" if self.swmr else "default"
         state = "closed" if self._closed else "open"
         return f"TraceWriter({self.path!r}, mode={mode}, {state})"
-
-
-def _create_dataset(
-    group: h5py.Group, name: str, dtype: Any, width: Optional[int], description: str
-) -> None:
-    shape, maxshape, chunks = (
-        ((0,), (None,), (CHUNK_ROWS,))
-        if width is None
-        else ((0, width), (None, width), (CHUNK_ROWS, width))
-    )
-    fill = np.nan if np.dtype(dtype).kind == "f" else None
-    ds = group.create_dataset(
-        name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=dtype, fillvalue=fill
-    )
-    ds.attrs["description"] = description
-    if name in ("status", "probe_status"):
-        ds.attrs["flag_values"] = np.arange(len(STATUSES), dtype=np.int8)
-        ds.attrs["flag_meanings"] = " ".join(STATUSES)

@@ -143,3 +143,34 @@ def test_batches_keep_their_structure_on_the_way_to_the_device():
     assert isinstance(moved["pair"], tuple) and isinstance(moved["pair"][1], list)
     assert moved["pair"][1][1] == 7 and moved["name"] == "x"
     assert np.array_equal(moved["pair"][1][0].numpy(), np.ones(3))
+
+
+def test_a_full_disk_keeps_probes_in_memory_and_writes_them_when_space_returns(tmp_path):
+    from specdiag.registry import flag_names
+    from specdiag.trace import TraceWriter, TraceWriteError
+
+    gan, batch = gan_and_batch()
+    full = {"on": False}
+    original = TraceWriter.write
+
+    def write(self, record):
+        if full["on"]:
+            raise TraceWriteError("no space left on device", disk_full=True, step=record.step)
+        return original(self, record)
+
+    path = tmp_path / "run.h5"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TraceWriter, "write", write)
+        with sd.SpectrumMonitor(gan.game, path, every=1, k=2, probe_batch=batch,
+                                resume=False) as mon:
+            mon.step(0)
+            full["on"] = True
+            with pytest.warns(sd.ProbeWarning, match="disk is full.*1 probe"):
+                mon.step(1)
+            mon.step(2)  # still full: no second warning for the same outage
+            full["on"] = False
+            mon.step(3)  # space returned: 1, 2 and 3 are written, in order
+    trace = sd.open_trace(path)
+    assert trace.probe_steps().tolist() == [0, 1, 2, 3]
+    flags = [flag_names(f) for f in trace.probes()["flags"]]
+    assert flags == [[], ["unwritten"], ["unwritten"], []]
