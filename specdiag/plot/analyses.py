@@ -142,7 +142,7 @@ def path_angle_figure(
             line = {"color": st.color(i) if i else "black", "lw": 1.6 if i == 0 else 0.9}
             top.plot(alpha, cosine, label=name, **line)
             plot_series(bottom, st, alpha, norm2, scale, label=name, **line)
-        _path_marks(top, bottom, st, np.asarray(result.sign_changes(), float))
+        _path_marks(top, bottom, st, result)
         top.set_ylim(-1.05, 1.05)
         top.set_ylabel("c(α) = ⟨v, θ₁ − θ₂⟩ / ‖v‖‖θ₁ − θ₂‖")
         bottom.set_ylabel("‖v(θ(α))‖²")
@@ -153,8 +153,16 @@ def path_angle_figure(
         return finish(fig, st)
 
 
-def _path_marks(top: Axes, bottom: Axes, st: Style, changes: np.ndarray) -> None:
-    """C = 0, the two points α = 0 and α = 1, and the sign changes of c."""
+#: Below this |c| on the whole line, c is zero up to rounding: its signs are noise.
+COSINE_NOISE = 1e-6
+
+
+def _path_marks(top: Axes, bottom: Axes, st: Style, result: PathAngleLike) -> None:
+    """The line c = 0, the two points α = 0 and α = 1, and the sign changes of c.
+
+    A c below :data:`COSINE_NOISE` on the whole line (a pure rotation) gets a note
+    instead of the sign changes of its rounding noise.
+    """
     zero_line(top, st)
     for ax in (top, bottom):
         for a in (0.0, 1.0):
@@ -170,6 +178,11 @@ def _path_marks(top: Axes, bottom: Axes, st: Style, changes: np.ndarray) -> None
             fontsize=st.font("note"),
             color=st.faint,
         )
+    cosine = np.abs(np.asarray(result.cosine, float))
+    if not (cosine[np.isfinite(cosine)] >= COSINE_NOISE).any():
+        corner_note(top, st, f"|c| < {COSINE_NOISE:g} on the whole line: v ⟂ the line", top=True)
+        return
+    changes = np.asarray(result.sign_changes(), float)
     if changes.size:
         where = ", ".join(f"{a:.3g}" for a in changes[:4]) + (" …" if changes.size > 4 else "")
         top.plot(

@@ -1,10 +1,7 @@
 r"""What the figures read from a trace.
 
-Checked operators, decimated probes, per-step tables, extra arrays, and the
-Gaussian-broadened spectral density.
-
-numpy and specdiag's trace reader only (h5py reads the extra arrays of traces whose
-reader predates :meth:`Trace.arrays`).
+Checked operators, decimated probes, per-step tables, extra arrays (trace schema 1.2),
+and the Gaussian-broadened spectral density. numpy and specdiag's trace reader only.
 """
 
 from __future__ import annotations
@@ -212,37 +209,13 @@ def computed_count(tr: Trace, operator: str) -> int:
 
 
 def arrays(tr: Trace, operator: str) -> dict[str, np.ndarray]:
-    """The operator's extra arrays (schema 1.2: shares, nodes, ...): ``{name: (N, ...)}``.
-
-    ``{}`` for a trace or an operator without them.
-    """
-    names = list(spec(tr, operator).get("arrays") or {})
-    if not names:
-        return {}
-    reader = getattr(tr, "arrays", None)
-    if callable(reader):
-        return dict(reader(operator))
-    return _read_arrays(tr, operator, names)
+    """The operator's extra arrays (shares, nodes, ...): ``{name: (N, ...)}``, maybe empty."""
+    return tr.arrays(operator)
 
 
 def coords(tr: Trace, operator: str) -> dict[str, np.ndarray]:
-    """The operator's coordinates (schema 1.2): ``{dim: labels}``; ``{}`` without them."""
-    return {dim: np.asarray(v) for dim, v in (spec(tr, operator).get("coords") or {}).items()}
-
-
-def _read_arrays(tr: Trace, operator: str, names: list[str]) -> dict[str, np.ndarray]:
-    """The arrays read with h5py, for a reader without :meth:`Trace.arrays`.
-
-    Readers of schema < 1.2; the datasets are ``operator/name``, one row per probe.
-    """
-    import h5py
-
-    with h5py.File(tr.path, "r", locking=False) as f:
-        return {
-            name: np.asarray(f[f"{operator}/{name}"][: len(tr)], dtype=float)
-            for name in names
-            if f"{operator}/{name}" in f
-        }
+    """The operator's coordinates (``{dim: labels}``, e.g. tensor names), maybe empty."""
+    return tr.coords(operator)
 
 
 # --------------------------------------------------------------------------- densities
