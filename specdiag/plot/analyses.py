@@ -27,6 +27,7 @@ from .axes import (
     colorbar,
     corner_note,
     edge_markers,
+    figure_legend,
     mark_failed,
     plot_series,
     zero_line,
@@ -45,6 +46,7 @@ from .data import (
     of_kind,
     opened,
     rowwise,
+    spec,
     trace_name,
 )
 from .labels import scalar_label
@@ -147,7 +149,7 @@ def path_angle_figure(
         top.set_ylabel("c(α) = ⟨v, θ₁ − θ₂⟩ / ‖v‖‖θ₁ − θ₂‖")
         bottom.set_ylabel("‖v(θ(α))‖²")
         bottom.set_xlabel("α   (θ(α) = αθ₂ + (1 − α)θ₁)")
-        top.legend(fontsize=st.font("legend"), loc="best")
+        figure_legend(fig, st, [top], w)
         text = "path-angle (Berard et al. 2020); c > 0: descent moves towards the end"
         suptitle(fig, st, f"{title}\n{text}" if title else text, w)
         return finish(fig, st)
@@ -180,7 +182,7 @@ def _path_marks(top: Axes, bottom: Axes, st: Style, result: PathAngleLike) -> No
         )
     cosine = np.abs(np.asarray(result.cosine, float))
     if not (cosine[np.isfinite(cosine)] >= COSINE_NOISE).any():
-        corner_note(top, st, f"|c| < {COSINE_NOISE:g} on the whole line: v ⟂ the line", top=True)
+        corner_note(top, st, f"|c| < {COSINE_NOISE:g} on the whole line: v ⊥ the line", top=True)
         return
     changes = np.asarray(result.sign_changes(), float)
     if changes.size:
@@ -313,6 +315,7 @@ def density_figure(
         if note:
             corner_note(heat, st, note)
         _mass_panel(mass, st, tr, operator)
+        figure_legend(fig, st, [heat], w)
         text = st.heading(trace_name(tr), f"spectral density of {operator} over training")
         suptitle(fig, st, f"{text}\nSLQ nodes broadened by σ = {sigma:.3g}", w)
         return finish(fig, st)
@@ -344,7 +347,6 @@ def _density_panel(
     colorbar(fig, mesh, ax, f"density (log; < {DENSITY_FLOOR:g} × max blank)")
     if grid[0] < 0 < grid[-1]:
         ax.axhline(0.0, color=st.region, lw=1.0, ls="--", zorder=2, label="λ = 0")
-        ax.legend(loc="upper right", fontsize=st.font("legend"))
     ax.set_ylabel("λ")
 
 
@@ -436,7 +438,8 @@ def shares_figure(
         if not 0 <= eigen < shares.shape[1]:
             raise ValueError(f"eigen must be in 0..{shares.shape[1] - 1}, got {eigen}")
         rows, steps, note = _columns(tr, operator, max_columns)
-        maps = [(f"eigenvalue {eigen} (solver order)", shares[rows, eigen])]
+        order = f"eigenvalue {eigen} in the solver's order (which = {spec(tr, operator)['which']})"
+        maps = [(order, shares[rows, eigen])]
         if kind(tr, operator) == "jacobian":
             columns = fastest_rotation(tr.eigenvalues(operator)[rows])
             maps.append(("fastest rotation (largest |Im λ|)", _share_rows(shares[rows], columns)))
@@ -461,11 +464,13 @@ def shares_figure(
 
 #: Vertical room of one tensor's tick label, in multiples of the tick font size.
 _LABEL_ROOM = 1.45
+#: The part of a map's height its rows get (the rest: title and margins).
+_LABEL_FILL = 0.85
 
 
 def _map_height(st: Style, n_tensors: int) -> float:
     """Inches of a share map: one tick label per tensor, between 1 and 4 inches."""
-    return min(max(n_tensors * _LABEL_ROOM * st.font("tick") / 72, 1.2), 4.0)
+    return min(max(n_tensors * _LABEL_ROOM * st.font("tick") / 72 / _LABEL_FILL, 1.2), 5.0)
 
 
 def _share_map(
@@ -478,7 +483,7 @@ def _share_map(
     """
     y_edges = np.arange(len(names) + 1) - 0.5
     mesh = _heat_map(ax, st, steps, y_edges, values.T, cmap=st.share_cmap, norm=Normalize(0, 1))
-    room = 0.85 * height * 72 / (_LABEL_ROOM * st.font("tick"))  # labels that fit
+    room = _LABEL_FILL * height * 72 / (_LABEL_ROOM * st.font("tick")) + 1e-9  # labels that fit
     stride = max(int(np.ceil(len(names) / max(room, 1.0))), 1)
     ticks = np.arange(0, len(names), stride)
     ax.yaxis.set_major_locator(FixedLocator(ticks.tolist()))

@@ -20,6 +20,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import Locator, LogFormatterSciNotation
 
@@ -234,6 +235,10 @@ def figure_legend(
             entries.setdefault(label, handle)
     for handle in extra:
         entries.setdefault(handle.get_label(), handle)
+    for label in (NONPOSITIVE_LABEL, INFINITE_LABEL):  # not one series': a neutral marker
+        if label in entries:
+            marker = entries[label].get_marker()
+            entries[label] = Line2D([], [], ls="", marker=marker, color=st.faint, label=label)
     if not entries:
         return
     size = st.font("legend")

@@ -87,13 +87,15 @@ def compare_figure(
             clouds = [cloud(tr, operator, max_probes) for tr in opened_]
             n_cols = min(len(scalars), max(int(w // 1.9), 1)) or 1
             top_h = min(0.85 * w / len(opened_), 3.6) + 0.6
-            bottom_h = -(-len(scalars) // n_cols) * panel_height(st, w / n_cols) if scalars else 0
+            rows = -(-len(scalars) // n_cols)
+            bottom_h = rows * min(max(0.65 * w / n_cols, panel_height(st, w / n_cols)), 2.8) + 0.5
             fig = new_figure(st, w, top_h + bottom_h + 0.4)
             ratios = [top_h, max(bottom_h, 0.1)]
             subfigures: Any = fig.subfigures(2, 1, height_ratios=ratios)
             top, bottom = subfigures
             _spectra(top, st, clouds, names, operator, hessian, w)
             _scalar_panels(bottom, st, opened_, names, operator, scalars, n_cols)
+            figure_legend(bottom, st, bottom.axes, w)
             return finish(fig, st)
 
 
@@ -168,4 +170,3 @@ def _scalar_panels(
         owner = next(tr for tr in traces if name in tr.scalars(operator))
         ax.set_title(scalar_label(owner, operator, name), fontsize=st.font("panel"))
         ax.set_xlabel("training step")
-    axes[0].legend(fontsize=st.font("legend"), loc="best")

@@ -43,7 +43,7 @@ def two_player_path_angle(kind: str) -> sd.PathAngle:
     ``"minimum"``: both players minimise one strongly convex f (a potential game whose
     J is symmetric positive definite): c > 0 before α = 1 and c < 0 after, one sign
     change at the end point. ``"rotation"``: the bilinear game x·y against −x·y (J
-    antisymmetric): v ⟂ the line everywhere, c ≡ 0.
+    antisymmetric): v ⊥ the line everywhere, c ≡ 0.
     """
     x = torch.nn.Parameter(torch.tensor([1.0, -0.5], dtype=torch.float64))
     y = torch.nn.Parameter(torch.tensor([0.3, 0.8], dtype=torch.float64))
@@ -86,7 +86,7 @@ def test_a_rotation_has_c_zero_and_no_sign_change():
     fig = plot.path_angle_figure(pa)
     top = fig.axes[0]
     assert not [ln for ln in top.get_lines() if ln.get_gid() == "sign-changes"]
-    assert any("v ⟂ the line" in t.get_text() for t in top.texts)
+    assert any("v ⊥ the line" in t.get_text() for t in top.texts)
 
 
 def test_a_zero_norm_is_drawn_at_the_edge_of_the_log_axis():
