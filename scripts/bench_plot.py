@@ -2,13 +2,15 @@
 """How long plotting a trace takes: every figure of ``specdiag plot`` and the GIF.
 
 Synthetic traces of 10^2, 10^3 and 10^4 probes with k = 10 (11 eigenvalue columns: five
-drifting complex-conjugate pairs and one real eigenvalue per probe) are written to a
-temporary directory, then each is read and plotted as PNG. Printed: seconds to read the
-trace, to draw and save each figure, and in all. No torch is imported.
+drifting complex-conjugate pairs and one real eigenvalue per probe), the Jacobian's
+shares over 12 parameter tensors and a generator density of 10 x 30 quadrature nodes,
+are written to a temporary directory, then each is read and plotted as PNG. Printed:
+seconds to read the trace, to draw and save each figure, and in all. No torch is
+imported.
 
 Usage::
 
-    python scripts/bench_plot.py             # about 30 s on 2 cores
+    python scripts/bench_plot.py             # about 20 s on 2 cores
     python scripts/bench_plot.py --probes 100 1000
 """
 
@@ -20,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import h5py
 import numpy as np
@@ -31,11 +34,20 @@ from specdiag.trace import TraceWriter, open_trace  # noqa: E402
 
 K = 10
 WIDTH = K + 1
+TENSORS = [
+    f"{p}.{i}.{w}"
+    for p in ("generator", "discriminator")
+    for i in range(3)
+    for w in ("weight", "bias")
+]
+VECTORS, NODES = 10, 30
 
 
 def synthetic_eigenvalues(n: int, seed: int = 0) -> np.ndarray:
-    """``(n, WIDTH)`` eigenvalues: five conjugate pairs whose real parts shrink and whose
-    imaginary parts grow over training (a GAN drifting into rotation), one real one.
+    """``(n, WIDTH)`` eigenvalues: five conjugate pairs and one real eigenvalue.
+
+    The pairs' real parts shrink and their imaginary parts grow over training (a GAN
+    drifting into rotation).
     """
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, n)[:, None]
@@ -47,80 +59,124 @@ def synthetic_eigenvalues(n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([pairs, real + 0j], axis=1)
 
 
-def write_trace(path: Path, n: int) -> Path:
-    """A trace of ``n`` probes of a Jacobian and two player Hessians.
-
-    One probe goes through :class:`TraceWriter` (layout, attributes); the others are
-    filled in bulk with h5py, since writing 10^4 probes one by one takes minutes.
-    """
-    eig = synthetic_eigenvalues(n)
-    operators = {
-        "jacobian": {"kind": "jacobian", "which": "LM", "n": 10_000},
-        "generator": {"kind": "hessian", "which": "LA", "n": 5_000},
-        "discriminator": {"kind": "hessian", "which": "LA", "n": 5_000},
+def operators() -> dict[str, dict[str, Any]]:
+    """A Jacobian with shares, two player Hessians and the generator's density."""
+    shares = {"dims": ["eig", "tensor"], "dtype": "f8"}
+    quadrature = {"dims": ["vector", "node"], "dtype": "f8"}
+    return {
+        "jacobian": {
+            "kind": "jacobian",
+            "which": "LM",
+            "n": 10_000,
+            "arrays": {"shares": shares},
+            "coords": {"tensor": TENSORS},
+        },
+        "generator": {"kind": "hessian", "which": "BE", "n": 5_000},
+        "discriminator": {"kind": "hessian", "which": "BE", "n": 5_000},
+        "density.generator": {
+            "kind": "density",
+            "which": "",
+            "n": 5_000,
+            "width": 1,
+            "arrays": {"nodes": quadrature, "weights": quadrature},
+            "coords": {"vector": list(range(VECTORS)), "node": list(range(NODES))},
+        },
     }
 
-    def op(kind: str, values: np.ndarray) -> SimpleNamespace:
-        return SimpleNamespace(
-            kind=kind,
-            which="LM" if kind == "jacobian" else "LA",
-            eigenvalues=values,
-            residuals=np.full(values.size, 1e-4),
-            converged=np.ones(values.size, bool),
-            n_matvec=60,
-            wall_time=0.5,
-            status="ok",
-            message="",
-            scalars={},
-        )
 
-    first = SimpleNamespace(
+def op(kind: str, values: np.ndarray, which: str, **arrays: np.ndarray) -> SimpleNamespace:
+    return SimpleNamespace(
+        kind=kind,
+        which=which,
+        eigenvalues=values,
+        residuals=np.full(values.size, 1e-4),
+        converged=np.ones(values.size, bool),
+        n_matvec=60,
+        wall_time=0.5,
+        status="ok",
+        message="",
+        scalars={},
+        arrays=arrays,
+    )
+
+
+def first_probe(eig: np.ndarray) -> SimpleNamespace:
+    """The probe that goes through :class:`TraceWriter` (layout, attributes)."""
+    rng = np.random.default_rng(1)
+    nodes = np.sort(rng.normal(0.5, 1.0, (VECTORS, NODES)), axis=1)
+    ops = {
+        "jacobian": op(
+            "jacobian", eig, "LM", shares=rng.dirichlet(np.ones(len(TENSORS)), size=WIDTH)
+        ),
+        "generator": op("hessian", np.linspace(2.0, -0.1, K), "BE"),
+        "discriminator": op("hessian", np.linspace(4.0, 0.1, K), "BE"),
+        "density.generator": op(
+            "density",
+            np.empty(0, complex),
+            "",
+            nodes=nodes,
+            weights=rng.dirichlet(np.ones(NODES), size=VECTORS),
+        ),
+    }
+    losses = {"generator": 0.7, "discriminator": 0.6}
+    return SimpleNamespace(
         step=0,
         batch_index=0,
         seed=0,
         wall_time=1.0,
         build_time=0.1,
         status="ok",
-        losses={"generator": 0.7, "discriminator": 0.6},
-        operators={
-            "jacobian": op("jacobian", eig[0]),
-            "generator": op("hessian", np.linspace(2.0, -0.1, K)),
-            "discriminator": op("hessian", np.linspace(4.0, 0.1, K)),
-        },
+        losses=losses,
+        operators=ops,
     )
+
+
+def write_trace(path: Path, n: int) -> Path:
+    """A trace of ``n`` probes: one written by :class:`TraceWriter`, the others in bulk.
+
+    The others are filled with h5py: writing 10^4 probes one by one takes minutes.
+    """
+    eig = synthetic_eigenvalues(n)
     with TraceWriter(
         path,
-        operators=operators,
+        operators=operators(),
         players={"generator": 5_000, "discriminator": 5_000},
         width=WIDTH,
-        resume=False,
+        overwrite=True,
         config={"metadata": {"lr": 0.05, "optimizer": "sgd"}},
     ) as w:
-        w.write(first)
-    steps = np.arange(n, dtype=np.int64) * 100
-    abs_eig = np.abs(eig)
+        w.write(first_probe(eig[0]))
     with h5py.File(path, "r+") as f:
-
-        def extend(name: str, obj: object) -> None:
-            if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
-                first_row = obj[:1]
-                obj.resize(n, axis=0)
-                obj[...] = np.repeat(first_row, n, axis=0)
-
-        f.visititems(extend)
-        for name in operators:
-            f[f"{name}/step"][...] = steps
-        f["probe_step"][...] = steps
-        f["jacobian/eig_real"][...] = eig.real
-        f["jacobian/eig_imag"][...] = eig.imag
-        f["jacobian/min_real"][...] = eig.real.min(axis=1)
-        f["jacobian/max_imag"][...] = np.abs(eig.imag).max(axis=1)
-        f["jacobian/max_imag_over_real"][...] = (np.abs(eig.imag) / np.abs(eig.real)).max(axis=1)
-        f["jacobian/spectral_radius"][...] = abs_eig.max(axis=1)
-        for name in ("generator", "discriminator"):
-            f[f"{name}/max"][...] = f[f"{name}/eig_real"][:, 0]
-            f[f"{name}/min"][...] = f[f"{name}/eig_real"][:, K - 1]
+        f.visititems(lambda name, obj: _extend(obj, n))
+        _fill(f, n, eig)
     return path
+
+
+def _extend(obj: Any, n: int) -> None:
+    """A per-probe dataset grown to ``n`` rows, each a copy of the first."""
+    if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
+        first_row = obj[:1]
+        obj.resize(n, axis=0)
+        obj[...] = np.repeat(first_row, n, axis=0)
+
+
+def _fill(f: h5py.File, n: int, eig: np.ndarray) -> None:
+    """Steps, eigenvalues, scalars, and densities that drift down over training."""
+    steps = np.arange(n, dtype=np.int64) * 100
+    for name in operators():
+        f[f"{name}/step"][...] = steps
+    f["probe_step"][...] = steps
+    f["jacobian/eig_real"][...] = eig.real
+    f["jacobian/eig_imag"][...] = eig.imag
+    f["jacobian/min_real"][...] = eig.real.min(axis=1)
+    f["jacobian/max_imag"][...] = np.abs(eig.imag).max(axis=1)
+    f["jacobian/max_imag_over_real"][...] = (np.abs(eig.imag) / np.abs(eig.real)).max(axis=1)
+    f["jacobian/spectral_radius"][...] = np.abs(eig).max(axis=1)
+    for name in ("generator", "discriminator"):
+        f[f"{name}/max"][...] = f[f"{name}/eig_real"][:, 0]
+        f[f"{name}/min"][...] = f[f"{name}/eig_real"][:, K - 1]
+    shift = np.linspace(0.0, -1.5, n)[:, None, None]
+    f["density.generator/nodes"][...] = f["density.generator/nodes"][...] + shift
 
 
 def bench(n: int, tmp: Path) -> dict[str, float]:
@@ -132,11 +188,12 @@ def bench(n: int, tmp: Path) -> dict[str, float]:
     start = time.perf_counter()
     tr = open_trace(path)
     times["read"] = time.perf_counter() - start
-    lr = 0.05
     figures = {
-        "spectrum": lambda: plot.spectrum_figure(tr, lr=lr),
+        "spectrum": lambda: plot.spectrum_figure(tr, lr=0.05),
         "evolution": lambda: plot.evolution_figure(tr),
         "scalars": lambda: plot.scalars_figure(tr),
+        "density": lambda: plot.density_figure(tr),
+        "shares": lambda: plot.shares_figure(tr),
     }
     for name, make in figures.items():
         start = time.perf_counter()
@@ -159,7 +216,7 @@ def main() -> None:
         help="trace sizes in probes (default: %(default)s)",
     )
     args = parser.parse_args()
-    columns = ("read", "spectrum", "evolution", "scalars", "gif", "total")
+    columns = ("read", "spectrum", "evolution", "scalars", "density", "shares", "gif", "total")
     print(
         f"k = {K}, PNG at 120 dpi, GIF of at most {plot.MAX_FRAMES} frames; "
         f"decimation above {plot.MAX_PROBES} probes; seconds"

@@ -15,11 +15,12 @@ import pytest
 from matplotlib.collections import PathCollection, PolyCollection, QuadMesh
 from matplotlib.text import Text
 from PIL import Image
+from plot.artists import xdata, ydata
 from trace_writer_proc import operator_record
 
 from specdiag import plot
 from specdiag.errors import TraceError
-from specdiag.plot import figures
+from specdiag.plot import data, files
 from specdiag.trace import TraceWriter, open_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,11 +143,11 @@ def test_spectrum_draws_every_finite_eigenvalue_with_its_conventions(small):
     assert drawn.size == finite.sum() == 2 + 3 + 4 + 0 + 3 + 4
     np.testing.assert_allclose(np.sort_complex(drawn), np.sort_complex(eig[finite]))
     hollow = [c for c in ax.collections if c.get_gid() == "eigenvalues-unconverged"]
-    assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 2
-    assert (hollow[0].get_facecolors()[:, 3] == 0).all()  # hollow: no face
+    assert len(hollow) == 1 and np.asarray(hollow[0].get_offsets()).shape[0] == 2
+    assert (np.asarray(hollow[0].get_facecolor())[:, 3] == 0).all()  # hollow: no face
     assert ax.get_xlabel() == "Re λ" and ax.get_ylabel() == "Im λ"
     assert any(a.get_ylabel() == "training step" for a in fig.axes[1:]), "no colour bar"
-    assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines()), "no Re λ = 0"
+    assert any(xdata(line).tolist() == [0, 0] for line in ax.get_lines()), "no Re λ = 0"
     assert plot.CONVENTION_NOTE in texts(fig)
     assert not [c for c in ax.collections if c.get_gid() == "stability-region"]
     x0, x1 = ax.get_xlim()
@@ -175,9 +176,12 @@ def test_stability_region_of_gd_is_the_disc_through_0_and_2_over_lr(tmp_path):
 def test_plot_trace_takes_lr_from_the_run_metadata(small, tmp_path, monkeypatch):
     seen = []
     original = plot.spectrum_figure
-    monkeypatch.setattr(
-        figures, "spectrum_figure", lambda *a, **kw: seen.append(kw["lr"]) or original(*a, **kw)
-    )
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["lr"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(files, "spectrum_figure", spy)
     plot.plot_trace(small, tmp_path / "a", gif=False)
     plot.plot_trace(small, tmp_path / "b", gif=False, lr=0.01)
     plain = write_trace(tmp_path / "plain.h5", [record(0)])
@@ -201,7 +205,7 @@ def test_evolution_scatters_small_traces_and_bins_large_ones(small, tmp_path):
     big = open_trace(big_trace(tmp_path / "big.h5", 3000))
     fig = plot.evolution_figure(big, max_probes=1000)
     meshes = [c for c in fig.axes[0].collections if isinstance(c, QuadMesh)]
-    assert len(meshes) == 1 and meshes[0].get_array().sum() == 3000 * WIDTH
+    assert len(meshes) == 1 and np.asarray(meshes[0].get_array()).sum() == 3000 * WIDTH
     assert not points(fig.axes[0]).size
     assert "log colour" in texts(fig)
 
@@ -211,19 +215,20 @@ def test_a_ten_thousand_probe_trace_is_decimated(tmp_path):
     tr = open_trace(big_trace(tmp_path / "big.h5", n))
     fig = plot.spectrum_figure(tr, max_probes=500)
     drawn = points(fig.axes[0])
-    rows, note = figures._decimate(n, 500)
+    rows, note = data.decimate(n, 500)
     assert drawn.size == 500 * WIDTH
     assert note == "about every 20th probe shown (500 of 10,000)"
     assert note in texts(fig)
     # the first and the last probe are among those drawn
     assert {0.0, (n - 1) / n} <= set(np.round(drawn.real, 12))
     gif = plot.animate_spectrum(tr, tmp_path / "big.gif", max_frames=12)
-    assert Image.open(gif).n_frames == 12
+    with Image.open(gif) as frames:
+        assert frames.n_frames == 12
 
 
 @pytest.mark.parametrize("n, limit", [(10, 3), (101, 10), (11, 10), (10_000, 2000), (7, 7), (2, 2)])
 def test_decimation_is_even_and_keeps_both_ends(n, limit):
-    rows, note = figures._decimate(n, limit)
+    rows, note = data.decimate(n, limit)
     assert rows.size == min(n, limit) and rows[0] == 0 and rows[-1] == n - 1
     gaps = np.diff(rows)
     assert gaps.min() >= 1 and gaps.max() - gaps.min() <= 1
@@ -252,19 +257,20 @@ def test_scalars_figure_has_a_panel_per_quantity_and_marks_failed_probes(small):
         "jacobian: max |Im λ|",
         "jacobian: max |Im λ / Re λ|",
         "jacobian: |λ|max",
-        "Hessians: λ max, λ min",
+        "Hessians: computed extremes",
     ]
     tr = open_trace(small)
     min_real = fig.axes[0].get_lines()[0]
-    np.testing.assert_allclose(min_real.get_ydata(), tr.scalars("jacobian")["min_real"])
-    failed = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("failed")]
-    assert len(failed) == 1 and list(failed[0].get_xdata()) == [3]
+    np.testing.assert_allclose(ydata(min_real), tr.scalars("jacobian")["min_real"])
+    failed = [ln for ln in fig.axes[0].get_lines() if str(ln.get_label()).startswith("failed")]
+    assert len(failed) == 1 and xdata(failed[0]).tolist() == [3]
     hessian_lines = [ln.get_label() for ln in fig.axes[4].get_lines()]
+    # which="LA": "min" is the k-th largest computed eigenvalue, and the label says so
     assert {
         "generator λ max",
-        "generator λ min",
+        "generator 2nd largest λ (not λ min)",
         "discriminator λ max",
-        "discriminator λ min",
+        "discriminator 2nd largest λ (not λ min)",
     } <= set(hessian_lines)
 
 
@@ -274,9 +280,9 @@ def test_batch_spread_shows_median_and_range_across_batches(tmp_path):
     )
     fig = plot.batch_spread_figure(path, "generator")
     ax_max = fig.axes[0]  # generator "max" = 1 + step + batch_index
-    np.testing.assert_allclose(ax_max.get_lines()[0].get_ydata(), [2.0, 12.0, 22.0])
+    np.testing.assert_allclose(ydata(ax_max.get_lines()[0]), [2.0, 12.0, 22.0])
     (band,) = [c for c in ax_max.collections if isinstance(c, PolyCollection)]
-    ys = band.get_paths()[0].vertices[:, 1]
+    ys = np.asarray(band.get_paths()[0].vertices)[:, 1]
     assert ys.min() == pytest.approx(1.0) and ys.max() == pytest.approx(23.0)
     written = plot.plot_trace(path, tmp_path / "out", gif=False)
     assert tmp_path / "out" / "batch_spread.png" in written
