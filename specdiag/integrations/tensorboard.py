@@ -26,8 +26,10 @@ Eigenvalues are in the descent convention: gradient flow is locally stable where
 eigenvalue of the Jacobian has :math:`\operatorname{Re}\lambda > 0` (left of the line
 in the figure: unstable directions).
 
-This module imports neither torch nor TensorBoard: it only calls the writer it is
-given; matplotlib is imported when the first figure is drawn.
+:func:`eigenvalue_figure` and :func:`eigenvalue_image` draw the same picture for other
+loggers (``wandb.Image(eigenvalue_image(record["jacobian"], step))``,
+``mlflow.log_image``). This module imports neither torch nor TensorBoard: it only calls
+the writer it is given; matplotlib is imported when the first figure is drawn.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 
 from ..probing.records import OperatorRecord, ProbeRecord
 
-__all__ = ["TensorBoardLogger", "eigenvalue_figure"]
+__all__ = ["TensorBoardLogger", "eigenvalue_figure", "eigenvalue_image"]
 
 #: Operator kinds whose eigenvalues are real: no histogram of imaginary parts.
 REAL_KINDS = frozenset({"hessian", "density"})
@@ -166,3 +168,24 @@ def eigenvalue_figure(op: OperatorRecord, step: Optional[int] = None) -> Any:
     ax.legend(loc="best", fontsize=7)
     figure.suptitle(CONVENTION_NOTE, fontsize=8, color="0.35")
     return figure
+
+
+def eigenvalue_image(op: OperatorRecord, step: Optional[int] = None) -> np.ndarray:
+    """:func:`eigenvalue_figure` rendered: an RGB image for any logger.
+
+    Parameters
+    ----------
+    op : OperatorRecord
+        Usually ``record["jacobian"]``.
+    step : int, optional
+        The training step, for the title.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8``, shape ``(height, width, 3)`` (480 × 400 pixels), as
+        ``wandb.Image`` and ``mlflow.log_image`` take it.
+    """
+    figure = eigenvalue_figure(op, step)
+    figure.canvas.draw()
+    return np.array(figure.canvas.buffer_rgba())[..., :3]
