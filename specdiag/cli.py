@@ -487,12 +487,10 @@ class _TraceFollower:
 
     def view(self, rows: int) -> str:
         """What ``specdiag watch`` shows now."""
-        import os
+        from .errors import TraceError
 
         if self._live is None and not os.path.exists(self.path):
             return f"waiting for {self.path} to appear (a monitor creates it at its start)"
-        from .errors import TraceError
-
         flags = _superblock_flags(self.path)
         if self._live is None and flags & _OPEN_FOR_WRITE and not flags & _SWMR_WRITE:
             return self._busy()
@@ -565,7 +563,8 @@ def _watch_view(trace: Any, rows: int) -> str:
     """What ``specdiag summary`` prints, cut to the ``rows`` newest probes.
 
     The title (file, probes, operators, convention), the table's heading and its last
-    ``rows`` rows, the number of warnings and the last three of them.
+    ``rows`` rows, the notes below the table (what probing cost, the number of warnings)
+    and the first three warnings.
     """
     from .trace.summary import format_summary
 
@@ -578,10 +577,12 @@ def _watch_view(trace: Any, rows: int) -> str:
     shown = [lines[0], lines[head], *table[-rows:]]
     if n > rows:
         shown.append(f"({n - rows} earlier probe(s) not shown; 'specdiag summary' lists all)")
-    count, *warnings = [line for line in rest if line.strip()]
+    shown += [line for line in rest if line.strip() and not line.startswith(" ")]
+    warnings = [line for line in rest if line.startswith(" ")]
+    shown += warnings[:3]
     if len(warnings) > 3:
-        count = f"{count[:-1]}; the last 3:"
-    return "\n".join([*shown, count, *warnings[-3:]])
+        shown.append(f"  ... and {len(warnings) - 3} more ('specdiag summary' lists them)")
+    return "\n".join(shown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,6 +113,7 @@ def test_watch_shows_new_probes_as_they_are_written_and_ctrl_c_exits_0(tmp_path,
     assert first[0].startswith(f"{path}: 5 probe(s)") and "Re λ > 0" in first[0]
     assert "(2 earlier probe(s) not shown" in "\n".join(first)
     assert first[1].split()[:2] == ["step", "status"] and "min Re λ" in first[1]
+    assert "0 warning(s)" in first  # the notes below the summary's table come along
     child.send("write")
     child.send("write")
     child.expect("wrote 7")
