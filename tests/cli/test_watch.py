@@ -21,7 +21,9 @@ INTERVAL = "0.1"
 ROW = re.compile(r"^\s*(\d+)\s+(ok|unconverged|budget|nonfinite|error)\s")
 FOOTER = re.compile(r"^\[\d\d:\d\d:\d\d\] checking every ")
 #: Runs the command line with torch made unimportable: watching must never need it.
-NO_TORCH = "import sys; sys.modules['torch'] = None; from specdiag.cli import main; sys.exit(main())"
+NO_TORCH = (
+    "import sys; sys.modules['torch'] = None; from specdiag.cli import main; sys.exit(main())"
+)
 
 
 class Watch:
@@ -46,7 +48,8 @@ class Watch:
 
     def view(self) -> list[str]:
         """The lines of the next view printed (up to its footer)."""
-        deadline, lines = time.monotonic() + TIMEOUT_S, []
+        deadline = time.monotonic() + TIMEOUT_S
+        lines: list[str] = []
         while True:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -104,9 +107,7 @@ def child_factory():
 def test_watch_shows_new_probes_as_they_are_written_and_ctrl_c_exits_0(tmp_path, child_factory):
     path = tmp_path / "run.h5"
     child = child_factory(path, "default")
-    for step in range(5):
-        child.send("write")
-    child.expect("wrote 5")
+    writes(child, 5)
     watch = Watch(str(path), "--rows", "3")
     first = watch.view()
     assert shown(first) == [2, 3, 4]  # the newest 3 of 5
@@ -114,8 +115,8 @@ def test_watch_shows_new_probes_as_they_are_written_and_ctrl_c_exits_0(tmp_path,
     assert "(2 earlier probe(s) not shown" in "\n".join(first)
     assert first[1].split()[:2] == ["step", "status"] and "min Re λ" in first[1]
     assert "0 warning(s)" in first  # the notes below the summary's table come along
-    child.send("write")
-    child.send("write")
+    for _ in range(2):
+        child.send("write")
     child.expect("wrote 7")
     view = watch.until([4, 5, 6])
     assert view[0].startswith(f"{path}: 7 probe(s)")
@@ -136,9 +137,7 @@ def test_watch_waits_for_a_missing_trace_and_never_imports_torch(tmp_path, child
     assert status == 0 and "Traceback" not in err, err
 
 
-def test_watch_swmr_follows_a_live_trace_without_blocking_a_resumed_writer(
-    tmp_path, child_factory
-):
+def test_watch_swmr_follows_a_live_trace_without_blocking_a_resumed_writer(tmp_path, child_factory):
     path = tmp_path / "live.h5"
     child = child_factory(path, "swmr")
     writes(child, 2)
