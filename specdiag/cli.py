@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_summary(commands)
     _add_probe(commands)
+    _add_watch(commands)
     info = commands.add_parser(
         "info",
         help="print versions, torch threads and CUDA availability (for bug reports)",
@@ -406,6 +407,182 @@ def _info(args: argparse.Namespace) -> int:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     return 0
+
+
+def _add_watch(commands: Any) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="follow a trace while training writes it (Ctrl-C to stop)",
+        description="Print the newest probes of a trace as the table of 'specdiag summary' "
+        "shows them (step, status, converged eigenvalues and products per operator, the "
+        "Jacobian's scalars, the Hessians' extremes) and print it again whenever training "
+        "has written new probes, checking every --interval seconds, until interrupted "
+        "(Ctrl-C, exit status 0). A trace that does not exist yet is waited for.",
+    )
+    watch.add_argument("trace", metavar="TRACE.h5")
+    watch.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between two looks at the trace (default: %(default)s)",
+    )
+    watch.add_argument(
+        "--swmr",
+        action="store_true",
+        help="follow a trace written in SWMR mode (monitor with swmr=True): the file stays "
+        "open, and is refreshed at each look, while its writer has it open",
+    )
+    watch.add_argument(
+        "--rows",
+        type=int,
+        default=10,
+        metavar="N",
+        help="newest probes shown (default: %(default)s)",
+    )
+    watch.set_defaults(handler=_watch)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """``specdiag watch``: show the newest probes whenever they change, until Ctrl-C."""
+    import math
+    import time
+
+    if not (math.isfinite(args.interval) and args.interval > 0):
+        raise ValueError(f"--interval must be a positive number of seconds, got {args.interval}")
+    if args.rows < 1:
+        raise ValueError(f"--rows must be at least 1, got {args.rows}")
+    follower = _TraceFollower(args.trace, swmr=args.swmr)
+    screen = sys.stdout.isatty()  # a terminal: redraw in place; a pipe or file: append
+    shown = None
+    try:
+        while True:
+            view = follower.view(args.rows)
+            if view != shown:
+                stamp = time.strftime("%H:%M:%S")
+                footer = f"[{stamp}] checking every {args.interval:g} s; Ctrl-C to stop"
+                print(("\x1b[H\x1b[2J" if screen else "") + f"{view}\n{footer}", flush=True)
+                if not screen:
+                    print(flush=True)
+                shown = view
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        follower.close()
+
+
+class _TraceFollower:
+    """Reads a trace again and again as its writer appends to it.
+
+    Default mode opens, reads and closes the file at every look. ``swmr=True`` keeps
+    it open in SWMR mode and refreshes it, but only while a writer has it open in SWMR
+    mode: an SWMR reader that holds a file no SWMR writer has open would stop the next
+    writer from opening it (a resumed run), so the file is then read like a plain one.
+    """
+
+    def __init__(self, path: str, *, swmr: bool) -> None:
+        self.path, self.swmr = path, swmr
+        self._live: Any = None
+
+    def view(self, rows: int) -> str:
+        """What ``specdiag watch`` shows now."""
+        from .errors import TraceError
+
+        if self._live is None and not os.path.exists(self.path):
+            return f"waiting for {self.path} to appear (a monitor creates it at its start)"
+        flags = _superblock_flags(self.path)
+        if self._live is None and flags & _OPEN_FOR_WRITE and not flags & _SWMR_WRITE:
+            return self._busy()
+        try:
+            trace = self._read(bool(flags & _SWMR_WRITE))
+        except TraceError:
+            if self._live is None and _superblock_flags(self.path) == _OPEN_FOR_WRITE:
+                return self._busy()  # a writer opened it since the flags were read
+            raise
+        return _watch_view(trace, rows)
+
+    def _busy(self) -> str:
+        return (
+            f"{self.path}: open for writing, not yet in SWMR mode (a resumed run starts it "
+            "at its first probe); waiting. If its writer was killed, clear the mark with "
+            f"`h5clear -s {self.path}`"
+        )
+
+    def _read(self, swmr_writing: bool) -> Any:
+        from .errors import TraceError
+        from .trace import open_trace
+
+        if self._live is not None:
+            self._live.refresh()
+            trace = self._live
+            if not swmr_writing:  # its writer closed the file: let the next one open it
+                self.close()
+            return trace
+        if not swmr_writing:
+            return open_trace(self.path)  # read and closed
+        if not self.swmr:
+            raise TraceError(
+                f"{self.path}: written live in SWMR mode (monitor with swmr=True): "
+                f"follow it with 'specdiag watch --swmr {self.path}'"
+            )
+        self._live = open_trace(self.path, swmr=True)
+        return self._live
+
+    def close(self) -> None:
+        """Close the file if it is kept open."""
+        if self._live is not None:
+            self._live.close()
+            self._live = None
+
+
+#: Bits of the file consistency flags of an HDF5 superblock of version 2 or 3.
+_OPEN_FOR_WRITE, _SWMR_WRITE = 1, 4
+
+
+def _superblock_flags(path: str) -> int:
+    """The file consistency flags of an HDF5 file's superblock; 0 when it has none.
+
+    Versions 2 and 3 of the superblock start the file with the signature, the version,
+    two sizes and then these flags: bit 0 is set while a writer has the file open (or
+    was killed), bit 2 while it is open in SWMR mode. Read as bytes, without HDF5, so
+    it neither waits for nor takes a lock. Files of the oldest format (version 0, a
+    default-mode trace) have no such flags: their writers lock them instead.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return 0
+    if len(head) < 12 or head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] < 2:
+        return 0
+    return head[11]
+
+
+def _watch_view(trace: Any, rows: int) -> str:
+    """What ``specdiag summary`` prints, cut to the ``rows`` newest probes.
+
+    The title (file, probes, operators, convention), the table's heading and its last
+    ``rows`` rows, the notes below the table (what probing cost, the number of warnings)
+    and the first three warnings.
+    """
+    from .trace.summary import format_summary
+
+    n = len(trace)
+    if n == 0:
+        return f"{trace.path}: no probes yet; waiting for the first"
+    lines = format_summary(trace).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["step"])
+    table, rest = lines[head + 1 : head + 1 + n], lines[head + 1 + n :]
+    shown = [lines[0], lines[head], *table[-rows:]]
+    if n > rows:
+        shown.append(f"({n - rows} earlier probe(s) not shown; 'specdiag summary' lists all)")
+    shown += [line for line in rest if line.strip() and not line.startswith(" ")]
+    warnings = [line for line in rest if line.startswith(" ")]
+    shown += warnings[:3]
+    if len(warnings) > 3:
+        shown.append(f"  ... and {len(warnings) - 3} more ('specdiag summary' lists them)")
+    return "\n".join(shown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

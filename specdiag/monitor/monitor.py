@@ -705,11 +705,21 @@ def _unwritten_message(error: Exception, waiting: int) -> str:
 
 
 def _log_scalars(writer: Any, record: ProbeRecord, several: bool) -> None:
-    """Every scalar of ``record`` to a TensorBoard-like writer."""
-    suffix = f"/batch{record.batch_index}" if several else ""
-    for name, op in record.items():
-        for scalar, value in op.scalars.items():
-            writer.add_scalar(f"specdiag/{name}/{scalar}{suffix}", value, record.step)
+    """``record`` to a TensorBoard-like writer: its scalars, and more where it takes them.
+
+    Every writer gets every scalar (``add_scalar``); a writer that also has
+    ``add_histogram`` and ``add_figure`` (a real ``SummaryWriter``) gets the histograms
+    of the eigenvalues and the Jacobian's eigenvalue cloud too
+    (:class:`~specdiag.integrations.tensorboard.TensorBoardLogger` lists the tags).
+    """
+    from ..integrations.tensorboard import TensorBoardLogger  # numpy only; no TensorBoard
+
+    logger = TensorBoardLogger(
+        writer,
+        figures=callable(getattr(writer, "add_figure", None)),
+        histograms=callable(getattr(writer, "add_histogram", None)),
+    )
+    logger(record, several=several)
 
 
 def _checked_writer(summary_writer: Any) -> Any:

@@ -188,11 +188,6 @@ def probe(
         Compare one product :math:`J u` with finite differences of the field first
         (:mod:`specdiag.probing.checks`); a mismatch is flagged and warned about.
 
-    Before the solves, once the field is built, the probe compares the memory the
-    solves need (:func:`~specdiag.probing.memory.probe_memory`) with the memory free on each
-    device; when it would not fit, the probe is recorded as failed (``"error"``, a
-    ``MemoryError`` with ``on_error="raise"``) with a message naming the options above.
-
     Returns
     -------
     ProbeRecord
@@ -204,6 +199,13 @@ def probe(
         An unknown operator name, a bad ``which`` or solver setting.
     GameDefinitionError, TypeError
         The losses closure returned something that is not one scalar loss per player.
+
+    Notes
+    -----
+    Before the solves, once the field is built, the probe compares the memory the
+    solves need (:func:`~specdiag.probing.memory.probe_memory`) with the memory free on each
+    device; when it would not fit, the probe is recorded as failed (``"error"``, a
+    ``MemoryError`` with ``on_error="raise"``) with a message naming the options above.
 
     Examples
     --------
