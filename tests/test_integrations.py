@@ -316,7 +316,9 @@ def test_ignite_handler_lives_for_one_run_and_a_new_monitor_continues(tmp_path) 
     assert first.monitor.closed
     assert not trainer.has_event_handler(first) and not trainer.has_event_handler(first._finish)
     batches = GameBatches(gan.latent)
-    attach_spectrum_monitor(trainer, SpectrumMonitor(gan.game, path, **MONITOR), batch_fn=batches)
+    attach_spectrum_monitor(  # a new monitor continues the trace
+        trainer, SpectrumMonitor(gan.game, path, resume=True, **MONITOR), batch_fn=batches
+    )
     trainer.run(loader(data), max_epochs=EPOCHS)  # Ignite continues: iterations 7 to 12
     assert_closed_trace(path)
     assert_probed_batches(batches.seen, data, steps=[8])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 __all__ = ["TrainingClock"]
 
@@ -38,10 +39,13 @@ class TrainingClock:
         Training seconds since the last probe (or since the start).
     last_cost : float
         Wall time of the last probe (NaN before the first).
+    now : callable
+        The clock, ``time.perf_counter`` (a test may give another).
     """
 
-    def __init__(self) -> None:
-        self._left = time.perf_counter()
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self.now = now
+        self._left = now()
         self.train_time = 0.0
         self.probe_time = 0.0
         self.steps = 0
@@ -50,7 +54,7 @@ class TrainingClock:
 
     def enter(self) -> None:
         """A ``step()`` call begins: the time since the last one was training."""
-        elapsed = time.perf_counter() - self._left
+        elapsed = self.now() - self._left
         self.train_time += elapsed
         self.since_probe += elapsed
         self.steps += 1
@@ -58,7 +62,7 @@ class TrainingClock:
     def leave(self, worked: float) -> None:
         """A ``step()`` call ends after ``worked`` seconds of the monitor's work."""
         self.probe_time += worked
-        self._left = time.perf_counter()
+        self._left = self.now()
 
     def probed(self, seconds: float) -> None:
         """A probe (or a snapshot) of ``seconds`` was taken."""

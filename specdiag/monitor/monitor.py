@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -426,7 +425,7 @@ class SpectrumMonitor:
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
             integer(step, "step (the training step)")
         self._clock.enter()
-        start = time.perf_counter()
+        start = self._clock.now()
         try:
             if (force or self._due(step)) and self._pending is None:
                 self._pending = int(step)
@@ -445,7 +444,7 @@ class SpectrumMonitor:
             self.close()
             raise
         finally:
-            self._clock.leave(time.perf_counter() - start)
+            self._clock.leave(self._clock.now() - start)
 
     def _now(self) -> bool:
         """Whether the pending probe fits the budget now (the same answer on every rank)."""
@@ -458,7 +457,7 @@ class SpectrumMonitor:
 
     def _snapshot(self, step: int, batch: Any) -> list[ProbeRecord]:
         """``defer=True``: save what the probe needs, probe nothing."""
-        start = time.perf_counter()
+        start = self._clock.now()
         if self._snapshots is not None:
             try:
                 self._snapshots.save(
@@ -472,13 +471,13 @@ class SpectrumMonitor:
                     f"specdiag: the snapshot at step {step} was not "
                     f"saved ({explain(exc)}); training goes on",
                 )
-        self._clock.probed(time.perf_counter() - start)
+        self._clock.probed(self._clock.now() - start)
         return []
 
     def _probe(self, step: int, batch: Any, due: int) -> list[ProbeRecord]:
         """Probe every probe batch now, write and report the records."""
         records: list[ProbeRecord] = []
-        start = time.perf_counter()
+        start = self._clock.now()
         try:
             batches = self._batches(step, batch)
         except Exception as exc:  # a probe_batch callable that raised
@@ -487,12 +486,12 @@ class SpectrumMonitor:
             batches = [_Unavailable(exc)]
         for index, probe_batch in enumerate(batches):
             record = self._one(probe_batch, step, index)
-            record = self._timed(record, time.perf_counter() - start, due)
+            record = self._timed(record, self._clock.now() - start, due)
             self._write(record)
             self._report(record)
             records.append(record)
             self.last = record
-        self._first_cost(time.perf_counter() - start)
+        self._first_cost(self._clock.now() - start)
         return records
 
     def _one(self, probe_batch: Any, step: int, index: int) -> ProbeRecord:
@@ -712,7 +711,7 @@ def _log_scalars(writer: Any, record: ProbeRecord, several: bool) -> None:
     of the eigenvalues and the Jacobian's eigenvalue cloud too
     (:class:`~specdiag.integrations.tensorboard.TensorBoardLogger` lists the tags).
     """
-    from ..integrations.tensorboard import TensorBoardLogger  # numpy only; no TensorBoard
+    from .tensorboard import TensorBoardLogger  # numpy only; no TensorBoard
 
     logger = TensorBoardLogger(
         writer,

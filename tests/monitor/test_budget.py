@@ -6,6 +6,7 @@ import logging
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,30 +26,69 @@ def warmed_up_gan():
     return gan, batch
 
 
-def test_a_budget_keeps_probing_within_its_share_and_says_which_probes_it_postponed(tmp_path):
-    # due at every step: after the first probe, each one waits until it fits the budget
+class FakeClock:
+    """A clock the test moves: training steps and probes take exactly what it says."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def budgeted(tmp_path, budget: float, every: int, steps: int, step_s: float, probe_s: float):
+    """A monitored run on a clock where a training step takes ``step_s`` and a probe
+    ``probe_s`` seconds; the records."""
     gan, batch = warmed_up_gan()
+    clock = FakeClock()
+    mon = sd.SpectrumMonitor(
+        gan.game,
+        tmp_path / "run.h5",
+        every=every,
+        k=2,
+        probe_batch=batch,
+        budget=budget,
+        overwrite=True,
+    )
+    mon._clock = TrainingClock(clock)
+    probe = mon._session.probe
+
+    def slow_probe(*args, **kwargs):
+        clock.t += probe_s
+        return probe(*args, **kwargs)
+
+    mon._session.probe = slow_probe
     records = []
-    with sd.SpectrumMonitor(gan.game, tmp_path / "run.h5", every=1, k=2, probe_batch=batch,
-                            budget=0.5, resume=False) as mon:
-        for step in range(1000):
-            time.sleep(0.003)  # the training step
+    with mon:
+        for step in range(steps):
+            clock.t += step_s  # the training step
             records += mon.step(step)
+    return mon, records
+
+
+def test_a_budget_keeps_probing_within_its_share_of_the_training_time(tmp_path):
+    mon, records = budgeted(tmp_path, 0.1, every=50, steps=2000, step_s=0.01, probe_s=0.5)
+    # 40 were due; 0.1 of 20 s of training pays for 4 probes of 0.5 s
+    assert [r.step for r in records][0] == 0 and 3 <= len(records) <= 5
+    assert mon.overhead <= 0.1 + 1e-9
+    assert records[-1].overhead == pytest.approx(
+        mon._clock.probe_time / mon._clock.train_time, rel=0.05
+    )
+    trace = sd.open_trace(tmp_path / "run.h5")
+    assert trace.probe_steps().tolist() == [r.step for r in records]
+    assert np.allclose(trace.probes()["overhead"], [r.overhead for r in records])
+
+
+def test_postponed_probes_say_from_which_step(tmp_path):
+    _, records = budgeted(tmp_path, 0.2, every=7, steps=600, step_s=0.01, probe_s=0.2)
     assert records[0].step == 0 and "postponed" not in records[0].message
-    assert 2 <= len(records) < 500
-    previous = 0
-    for r in records[1:]:
-        if "postponed" in r.message:  # due at once, run when it fit
-            due = int(r.message.split("due at step ")[1].split(",")[0])
-            assert due == previous + 1 and due < r.step
-        else:  # it fitted at once (a slow training step)
-            assert r.step == previous + 1
-        previous = r.step
-    assert any("postponed" in r.message for r in records[1:])
-    first = records[0].wall_time
-    # after the first probe (which measures the cost) the budget holds
-    assert mon.overhead <= 0.5 + first / mon._clock.train_time + 0.05
-    assert 0 < records[-1].overhead <= 1
+    late = records[1:]
+    assert late and all("postponed by the budget" in r.message for r in late)
+    for r in late:
+        due = int(r.message.split("due at step ")[1].split(",")[0])
+        assert due < r.step and due % 7 == 0
+        # it ran at the first step where probing (this probe included) fits 0.2 of training
+        assert r.overhead <= 0.2 + 1e-9
 
 
 def test_the_first_probe_says_what_probing_costs(tmp_path, caplog):
