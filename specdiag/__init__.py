@@ -55,6 +55,7 @@ _LAZY = {
     "AtSteps": "monitor",
     "LogSpaced": "monitor",
     "probe_snapshots": "monitor",
+    "DensityRequest": "probing",
     "open_trace": "trace",
     "Trace": "trace",
     "update_operator": "dynamics",
@@ -99,7 +100,14 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         trace_estimate,
     )
     from .monitor import AtSteps, Every, LogSpaced, SpectrumMonitor, probe_snapshots, schedules
-    from .probing import OperatorRecord, ProbeMemory, ProbeRecord, probe, probe_memory
+    from .probing import (
+        DensityRequest,
+        OperatorRecord,
+        ProbeMemory,
+        ProbeRecord,
+        probe,
+        probe_memory,
+    )
     from .stability import StepSizeBound, max_stable_lr, update_eigenvalues, update_radius
     from .trace import Trace, open_trace
 
@@ -140,6 +148,7 @@ __all__ = [
     "probe",
     "ProbeRecord",
     "OperatorRecord",
+    "DensityRequest",
     "SpectrumMonitor",
     "Every",
     "AtSteps",

@@ -30,7 +30,7 @@ import argparse
 import os
 import platform
 import sys
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 from ._version import __version__
 from .errors import SpecdiagError
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_summary(commands)
     _add_probe(commands)
+    _add_path_angle(commands)
     _add_watch(commands)
     info = commands.add_parser(
         "info",
@@ -140,6 +141,33 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
+def _add_style_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--style",
+        choices=("default", "paper"),
+        default=None,
+        help="figure style: 'paper' for a colour-blind-safe palette and fonts sized for a "
+        "printed column (default: the screen style)",
+    )
+    parser.add_argument(
+        "--width",
+        default=None,
+        metavar="column|page|INCHES",
+        help="figure width: one column (3.5 in), a page (7 in) or inches",
+    )
+    parser.add_argument("--dpi", type=float, default=None, help="resolution of raster figures")
+
+
+def _width(value: Optional[str]) -> Any:
+    """``--width`` as plot_trace takes it: ``"column"``, ``"page"`` or inches."""
+    if value is None or value in ("column", "page"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--width must be 'column', 'page' or a number of inches, got {value!r}")
+
+
 def _add_plot(commands: Any) -> None:
     plot = commands.add_parser(
         "plot",
@@ -172,6 +200,7 @@ def _add_plot(commands: Any) -> None:
         help="read a trace written in SWMR mode (monitor with swmr=True)",
     )
     _add_output_options(plot)
+    _add_style_options(plot)
     plot.set_defaults(handler=_plot)
 
 
@@ -200,6 +229,7 @@ def _add_compare(commands: Any) -> None:
         help="read traces written in SWMR mode (monitor with swmr=True)",
     )
     _add_output_options(compare)
+    _add_style_options(compare)
     compare.set_defaults(handler=_compare)
 
 
@@ -339,6 +369,9 @@ def _plot(args: argparse.Namespace) -> int:
         force=args.force,
         lr=args.lr,
         gif=not args.no_gif,
+        style=args.style,
+        width=_width(args.width),
+        dpi=args.dpi,
     )
     for path in written:
         print(path)
@@ -361,9 +394,91 @@ def _compare(args: argparse.Namespace) -> int:
         operator=args.operator,
         fmt=args.format,
         force=args.force,
+        style=args.style,
+        width=_width(args.width),
+        dpi=args.dpi,
     )
     for path in written:
         print(path)
+    return 0
+
+
+def _add_path_angle(commands: Any) -> None:
+    sub = commands.add_parser(
+        "path-angle",
+        help="the path-angle between two snapshots or checkpoints",
+        description="Berard et al.'s path-angle: the cosine between the game's vector field "
+        "and the line from START to END, and the field's norm, along that line. Writes "
+        "path_angle.png (or the --format) and path_angle.csv into --out.",
+    )
+    sub.add_argument("start", metavar="START", help="a snapshot (or, with --load, a checkpoint)")
+    sub.add_argument("end", metavar="END")
+    sub.add_argument(
+        "--game",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="a function returning the Game (or (Game, batch))",
+    )
+    sub.add_argument(
+        "--load",
+        metavar="MODULE:FUNCTION",
+        help="read checkpoints: function(path) -> (state, step)",
+    )
+    sub.add_argument(
+        "--points",
+        type=int,
+        default=100,
+        help="points on the line over α in [-0.1, 1.1] (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--seed", type=int, help="seed of the closure's noise (default: the snapshot's)"
+    )
+    sub.add_argument(
+        "--out", default="path-angle", metavar="DIR", help="output directory (default: %(default)s)"
+    )
+    _add_output_options(sub)
+    _add_style_options(sub)
+    sub.set_defaults(handler=_path_angle)
+
+
+def _path_angle(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .monitor.offline import path_angle_between
+    from .plot import path_angle_figure
+
+    if args.points < 2:
+        raise ValueError(f"--points must be at least 2, got {args.points}")
+    out = Path(args.out)
+    figure_path, table_path = out / f"path_angle.{args.format}", out / "path_angle.csv"
+    for path in (figure_path, table_path):
+        if path.exists() and not args.force:
+            raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    result = path_angle_between(
+        args.game,
+        args.start,
+        args.end,
+        load=args.load,
+        alphas=np.linspace(-0.1, 1.1, args.points),
+        seed=args.seed,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    fig = path_angle_figure(result, style=args.style, width=_width(args.width))
+    fig.savefig(figure_path, format=args.format, dpi=args.dpi)
+    columns = {"alpha": result.alpha, "cosine": result.cosine, "norm2": result.norm2}
+    for player, (cosine, norm2) in result.players.items():
+        columns[f"{player}_cosine"], columns[f"{player}_norm2"] = cosine, norm2
+    np.savetxt(
+        table_path,
+        np.column_stack(list(columns.values())),
+        delimiter=",",
+        header=",".join(columns),
+        comments="",
+    )
+    print(figure_path)
+    print(table_path)
     return 0
 
 

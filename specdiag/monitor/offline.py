@@ -768,3 +768,58 @@ def _run_ranks(
         if error is not None:
             raise error
         raise ProbeWorkerError("rank 0 could not merge the part traces; see its error")
+
+
+def path_angle_between(
+    game: Game | str,
+    start: PathLike,
+    end: PathLike,
+    *,
+    load: Optional[str] = None,
+    batch: Any = None,
+    alphas: Any = None,
+    seed: Optional[int] = None,
+) -> Any:
+    r"""Berard et al.'s path-angle between two snapshots or checkpoints of a run.
+
+    The states are read from two snapshot files (of ``SpectrumMonitor(defer=True)``) or,
+    with ``load="module:function"``, from two of the run's own checkpoints
+    (``function(path) -> (state, step)``), and handed to
+    :func:`~specdiag.dynamics.path_angle.path_angle` with ``start`` as :math:`\theta_1`
+    and ``end`` as :math:`\theta_2`. The batch is ``batch``, else the start snapshot's,
+    else the one the game function returns; the seed is ``seed``, else the start
+    snapshot's, else 0. The game's players are left as they were.
+
+    Returns
+    -------
+    PathAngle
+    """
+    from ..dynamics.path_angle import path_angle
+
+    built, spec_batch = game_from_spec(game) if isinstance(game, str) else (game, _NO_BATCH)
+    states, stored_batch, stored_seed = [], _NO_BATCH, None
+    for index, path in enumerate((os.fspath(start), os.fspath(end))):
+        if load is None:
+            snapshot = open_snapshot(path)
+            states.append(snapshot.state().players)
+            if index == 0:
+                stored_seed = snapshot.seed
+                if snapshot.has_batch:
+                    stored_batch = snapshot.batch(built.device)
+        else:
+            states.append(_checkpoint(_import(load, "load"), path, load)[0])
+    chosen = (
+        batch
+        if batch is not None
+        else stored_batch
+        if stored_batch is not _NO_BATCH
+        else spec_batch
+    )
+    return path_angle(
+        built,
+        states[0],
+        states[1],
+        None if chosen is _NO_BATCH else chosen,
+        alphas,
+        seed=seed if seed is not None else (stored_seed or 0),
+    )

@@ -14,7 +14,7 @@
 from ..trace import STATUSES
 from .core import probe
 from .memory import ProbeMemory, probe_memory
-from .options import ON_ERROR, ProbeOptions
+from .options import ON_ERROR, DensityRequest, ProbeOptions
 from .records import OperatorRecord, ProbeRecord
 from .scalars import SCALARS, spectrum_scalars
 
@@ -27,6 +27,7 @@ __all__ = [
     "SCALARS",
     "ON_ERROR",
     "ProbeOptions",
+    "DensityRequest",
     "probe_memory",
     "ProbeMemory",
 ]

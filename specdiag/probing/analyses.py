@@ -19,12 +19,11 @@ away.
 **Spectral density.** Stochastic Lanczos quadrature
 (:func:`~specdiag.spectral_density`) of a player's Hessian or of the symmetric part
 :math:`S = (J + J^\top)/2`; a probe keeps its quadrature nodes and weights, from which
-the density on any grid follows (:func:`density_on`).
+the density on any grid follows (``specdiag.plot`` draws it on one grid over training).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
@@ -37,7 +36,6 @@ __all__ = [
     "block_shares",
     "orthonormal_span",
     "principal_cosines",
-    "density_on",
     "DENSITY_PREFIX",
     "SYMMETRIC",
 ]
@@ -80,18 +78,3 @@ def principal_cosines(previous: Optional[torch.Tensor], current: torch.Tensor) -
         return np.empty(0)
     overlap = previous.to(current.device).T @ current
     return torch.linalg.svdvals(overlap).clamp(max=1.0).cpu().numpy()
-
-
-def density_on(
-    nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma: float
-) -> np.ndarray:
-    r"""The Gaussian-broadened density of quadrature ``nodes`` and ``weights`` (rows:
-    start vectors, NaN padding ignored) on ``grid``:
-    :math:`\phi(x) = \frac{1}{R}\sum_{l,j} w_{lj}\, \mathcal N(x; \theta_{lj}, \sigma^2)`
-    over the ``R`` rows that hold nodes."""
-    nodes, weights = np.asarray(nodes, float), np.asarray(weights, float)
-    valid = np.isfinite(nodes) & np.isfinite(weights)
-    rows = max(int(valid.any(axis=-1).sum()), 1)
-    theta, w = nodes[valid], weights[valid]
-    z = (np.asarray(grid, float)[:, None] - theta[None, :]) / sigma
-    return (np.exp(-0.5 * z * z) @ w) / (rows * sigma * math.sqrt(2 * math.pi))
