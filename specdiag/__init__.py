@@ -1,8 +1,8 @@
-"""specdiag: spectral diagnostics for GANs and other differentiable games.
+r"""specdiag: spectral diagnostics for GANs and other differentiable games.
 
-Measures the spectrum of the game Jacobian :math:`J = \\partial v / \\partial x` (and of
+Measures the spectrum of the game Jacobian :math:`J = \partial v / \partial x` (and of
 each player's Hessian) with matrix-free Krylov methods. Sign convention: descent,
-:math:`v = (\\nabla_{x_1} L_1, \\dots, \\nabla_{x_P} L_P)`; gradient flow is locally stable
+:math:`v = (\nabla_{x_1} L_1, \dots, \nabla_{x_P} L_P)`; gradient flow is locally stable
 where every eigenvalue of :math:`J` has positive real part.
 
 The names below are imported on first use (PEP 562), so ``import specdiag`` is cheap

@@ -165,7 +165,9 @@ def _width(value: Optional[str]) -> Any:
     try:
         return float(value)
     except ValueError:
-        raise ValueError(f"--width must be 'column', 'page' or a number of inches, got {value!r}")
+        raise ValueError(
+            f"--width must be 'column', 'page' or a number of inches, got {value!r}"
+        ) from None
 
 
 def _add_plot(commands: Any) -> None:

@@ -71,7 +71,7 @@ TRACE_LABELS = {
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of the demo (the ``specdiag demo`` options).
+    r"""Settings of the demo (the ``specdiag demo`` options).
 
     Attributes
     ----------
@@ -89,7 +89,7 @@ class DemoConfig:
     optimizer : {"rmsprop", "adam", "sgd"}
     loss : {"nonsaturating", "minimax", "wgan"}
     consensus : float
-        :math:`\\gamma` of the consensus run.
+        :math:`\gamma` of the consensus run.
     batch_size : int
         Training and probe batch size.
     hidden, depth : int
@@ -428,8 +428,10 @@ def _samples_figure(results: list[RunResult], centres: np.ndarray, std: float) -
 
 
 def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
-    """The demo's findings as text: per trace, the spectrum at the end and over
-    training; per run, how well the samples cover the modes.
+    """The demo's findings as text.
+
+    Per trace, the spectrum at the end and over training; per run, how well the samples cover the
+    modes.
     """
     from .trace import open_trace
 

@@ -55,15 +55,18 @@ class NonFiniteError(SpecdiagError, FloatingPointError):
 
 
 class TraceError(SpecdiagError, ValueError):
-    """A trace file is missing, unreadable, not a specdiag trace, written by a newer
-    specdiag, or incompatible with the game being monitored. The message is one line
-    naming the file and the problem.
+    """A trace file is missing, unreadable, not a trace, too new, or of another layout.
+
+    Not a specdiag trace, written by a newer specdiag, or incompatible with the game
+    being monitored. The message is one line naming the file and the problem.
     """
 
 
 class ConvergenceWarning(UserWarning):
-    """An eigensolver stopped (iteration limit or product budget) before all wanted
-    eigenvalues converged. The result is still returned, with ``converged`` flags.
+    """An eigensolver stopped before all wanted eigenvalues converged.
+
+    It reached its iteration limit or its product budget. The result is still returned,
+    with ``converged`` flags.
     """
 
 

@@ -10,14 +10,25 @@ is a polynomial in :math:`J` (or a block matrix of such polynomials), so each
 eigenvalue :math:`\lambda` of :math:`J` maps to one or two :math:`\mu` exactly, with
 :math:`z = \eta\lambda` (descent convention, :math:`x \leftarrow x - \eta v`):
 
-===================  ==========================================================  ===================================================
-method               update                                                      :math:`\mu` from :math:`\lambda`
-===================  ==========================================================  ===================================================
-``"gd"``             :math:`x_{t+1} = x_t - \eta v(x_t)`                         :math:`\mu = 1 - z`
-``"extragradient"``  :math:`x_{t+1} = x_t - \eta v(x_t - \eta v(x_t))`           :math:`\mu = 1 - z + z^2`
-``"optimistic"``     :math:`x_{t+1} = x_t - 2\eta v(x_t) + \eta v(x_{t-1})`      roots of :math:`\mu^2 - (1 - 2z)\mu - z`
-``"momentum"``       :math:`x_{t+1} = x_t - \eta v(x_t) + \beta(x_t - x_{t-1})`  roots of :math:`\mu^2 - (1 + \beta - z)\mu + \beta`
-===================  ==========================================================  ===================================================
+.. list-table::
+   :header-rows: 1
+   :widths: 18 42 40
+
+   * - method
+     - update
+     - :math:`\mu` from :math:`\lambda`
+   * - ``"gd"``
+     - :math:`x_{t+1} = x_t - \eta v(x_t)`
+     - :math:`\mu = 1 - z`
+   * - ``"extragradient"``
+     - :math:`x_{t+1} = x_t - \eta v(x_t - \eta v(x_t))`
+     - :math:`\mu = 1 - z + z^2`
+   * - ``"optimistic"``
+     - :math:`x_{t+1} = x_t - 2\eta v(x_t) + \eta v(x_{t-1})`
+     - roots of :math:`\mu^2 - (1 - 2z)\mu - z`
+   * - ``"momentum"``
+     - :math:`x_{t+1} = x_t - \eta v(x_t) + \beta(x_t - x_{t-1})`
+     - roots of :math:`\mu^2 - (1 + \beta - z)\mu + \beta`
 
 Derivations: extragradient's :math:`\partial T = I - \eta J(I - \eta J)`. Optimistic GD
 and heavy-ball momentum act on :math:`(x_t, x_{t-1})` with
@@ -91,8 +102,9 @@ def _update_shifts(z: np.ndarray, method: str, beta: float) -> np.ndarray:
 def update_eigenvalues(
     eigenvalues: Any, method: str, lr: float, *, beta: float = 0.0
 ) -> np.ndarray:
-    r"""Eigenvalues :math:`\mu` of the update Jacobian :math:`\partial T` for eigenvalues
-    :math:`\lambda` of :math:`J` (see the table in :mod:`specdiag.stability`).
+    r"""Eigenvalues :math:`\mu` of the update Jacobian from eigenvalues :math:`\lambda` of J.
+
+    Those of :math:`\partial T` (see the table in :mod:`specdiag.stability`).
 
     Parameters
     ----------

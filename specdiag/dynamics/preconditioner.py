@@ -56,13 +56,15 @@ def optimizer_preconditioner(
             where = f"parameter {index} of player {player!r} (shape {tuple(p.shape)})"
             if id(p) not in owners:
                 raise ValueError(
-                    f"{where} is in none of the optimizers given; pass the optimizers of every player"
+                    f"{where} is in none of the optimizers given; pass the optimizers of every "
+                    "player"
                 )
             opt, group = owners[id(p)]
             state = opt.state.get(p)
             if not state:
                 raise ValueError(
-                    f"{where} has no {type(opt).__name__} state yet; build the preconditioner after "
+                    f"{where} has no {type(opt).__name__} state yet; build the preconditioner "
+                    "after "
                     "the optimizer's first step()"
                 )
             pieces.append(_second_moment_root(opt, group, state) + group["eps"])

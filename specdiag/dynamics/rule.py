@@ -95,9 +95,11 @@ class UpdateRule:
 
     @property
     def closed_form(self) -> str | None:
-        """The method's name when :mod:`specdiag.stability` maps ``J``'s eigenvalues
-        exactly to ``∂T``'s, else ``None`` (no closed form for the method, or per-player
-        or preconditioned steps)."""
+        """The method's name if its update eigenvalues have a closed form here, else ``None``.
+
+        :mod:`specdiag.stability` then maps ``J``'s eigenvalues exactly to ``∂T``'s; there
+        is no closed form for some methods, nor for per-player or preconditioned steps.
+        """
         if self.optimizers is not None or isinstance(self.lr, Mapping):
             return None
         return self.method if update_method(self.method).shifts is not None else None

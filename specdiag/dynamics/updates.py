@@ -17,16 +17,24 @@ graph, built once per probe) and applies its products :math:`J u` and
 every update below reads :math:`x \leftarrow x - H v` in place of
 :math:`x \leftarrow x - \eta v`:
 
-=====================================  ==============================================================
-operator                               :math:`\partial T`
-=====================================  ==============================================================
-:class:`GradientDescentUpdate`         :math:`I - HJ`
-same, ``alternating=True``             :math:`(I - E_2 H J)(I - E_1 H J)`, see the class
-:class:`ExtragradientUpdate`           :math:`I - HJ(I - HJ)`
-:class:`OptimisticUpdate`              :math:`\begin{pmatrix} I - 2HJ & HJ \\ I & 0\end{pmatrix}`
-:class:`MomentumUpdate`                :math:`\begin{pmatrix} (1+\beta)I - HJ & -\beta I \\ I & 0\end{pmatrix}`
-:class:`ConsensusUpdate`               :math:`I - H(J + \gamma J^\top J)`
-=====================================  ==============================================================
+.. list-table::
+   :header-rows: 1
+   :widths: 35 65
+
+   * - operator
+     - :math:`\partial T`
+   * - :class:`GradientDescentUpdate`
+     - :math:`I - HJ`
+   * - same, ``alternating=True``
+     - :math:`(I - E_2 H J)(I - E_1 H J)`, see the class
+   * - :class:`ExtragradientUpdate`
+     - :math:`I - HJ(I - HJ)`
+   * - :class:`OptimisticUpdate`
+     - :math:`\begin{pmatrix} I - 2HJ & HJ \\ I & 0\end{pmatrix}`
+   * - :class:`MomentumUpdate`
+     - :math:`\begin{pmatrix} (1+\beta)I - HJ & -\beta I \\ I & 0\end{pmatrix}`
+   * - :class:`ConsensusUpdate`
+     - :math:`I - H(J + \gamma J^\top J)`
 
 What is linearised. Each operator uses the one :math:`J = J(x_t)` it was built with
 wherever the method evaluates :math:`v`. That is the exact Jacobian of the step at a
@@ -316,7 +324,7 @@ class MomentumUpdate(UpdateOperator):
 
 
 class ConsensusUpdate(UpdateOperator):
-    r"""Consensus optimisation (Mescheder, Nowozin and Geiger, 2017): :math:`I - H(J + \gamma J^\top J)`.
+    r"""Consensus optimisation (Mescheder et al., 2017): :math:`I - H(J + \gamma J^\top J)`.
 
     The update :math:`x_{t+1} = x_t - H(v + \gamma J^\top v)` follows the gradient of
     :math:`L_i + \frac{\gamma}{2}\|v\|^2`; its Jacobian at a stationary point is
@@ -421,7 +429,9 @@ def update_operator(
 
 
 def spectral_radius(operator: Any, **eigs_kwargs: Any) -> float:
-    r""":math:`\rho = \max |\mu|` over the eigenvalues of ``operator``, by :func:`~specdiag.eigs` with ``which="LM"``.
+    r"""Spectral radius :math:`\rho = \max |\mu|` of ``operator``, by :func:`~specdiag.eigs`.
+
+    The eigenvalues come from ``which="LM"``.
 
     For an update operator, :math:`\rho < 1` means the optimiser converges near a
     stationary point at this step size and :math:`1 - \rho` is its contraction per
@@ -476,7 +486,8 @@ def _step_sizes(
         return step
     if not isinstance(preconditioner, torch.Tensor) or preconditioner.shape != (game.n,):
         raise ValueError(
-            f"preconditioner must be a tensor of shape ({game.n},) (the diagonal of P in the game's "
+            f"preconditioner must be a tensor of shape ({game.n},) (the diagonal of P in the "
+            "game's "
             "flat parameter order; see optimizer_preconditioner)"
         )
     p = preconditioner.detach().to(game.device, game.dtype)

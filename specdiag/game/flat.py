@@ -1,6 +1,6 @@
-"""Flat vectors over a list of parameter tensors.
+r"""Flat vectors over a list of parameter tensors.
 
-Krylov solvers work on vectors in :math:`\\mathbb{R}^n`; games own lists of parameter
+Krylov solvers work on vectors in :math:`\mathbb{R}^n`; games own lists of parameter
 tensors. :class:`ParameterLayout` is the one place that maps between the two: the flat
 vector is the concatenation of every tensor flattened in row-major order, in the order
 the layout was built from.

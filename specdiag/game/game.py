@@ -74,8 +74,11 @@ def _check_one_dtype_and_device(params: Mapping[str, tuple[torch.Tensor, ...]]) 
 def _parameter_names(
     player: str, module: Optional[nn.Module], params: tuple[torch.Tensor, ...]
 ) -> tuple[str, ...]:
-    """``"player.qualified.name"`` of each parameter of a module player (as in
-    ``named_parameters``), ``"player[i]"`` for tensors given directly."""
+    """The name of each parameter: ``"player.qualified.name"``, or ``"player[i]"``.
+
+    A module player's parameters are named as in ``named_parameters``; tensors given
+    directly by their position.
+    """
     qualified = {} if module is None else {id(p): n for n, p in module.named_parameters()}
     return tuple(
         f"{player}.{qualified[id(p)]}" if id(p) in qualified else f"{player}[{i}]"
@@ -226,8 +229,11 @@ class Game:
         return self._params[self._check_player(player)]
 
     def parameter_names(self, player: str | None = None) -> tuple[str, ...]:
-        """Names of :meth:`parameters`, in the same order: ``"generator.0.weight"`` for a
-        module player's parameters (``named_parameters``), ``"x[0]"`` for tensors."""
+        """Names of :meth:`parameters`, in the same order.
+
+        ``"generator.0.weight"`` for a module player's parameters (``named_parameters``), ``"x[0]"``
+        for tensors.
+        """
         if player is None:
             return tuple(n for ns in self._names.values() for n in ns)
         return self._names[self._check_player(player)]
@@ -258,10 +264,12 @@ class Game:
 
     @property
     def dtype(self) -> torch.dtype:
+        """Floating dtype shared by every trainable parameter."""
         return self.layout.dtype
 
     @property
     def device(self) -> torch.device:
+        """Device that holds every trainable parameter."""
         return self.layout.device
 
     @property
@@ -271,9 +279,10 @@ class Game:
 
     @property
     def wrappers(self) -> tuple[nn.Module, ...]:
-        """The DDP, DataParallel and ``torch.compile`` wrappers around the players'
-        modules (and ``modules``), outermost first; a probe runs the losses closure
-        through their underlying modules (see :func:`specdiag.probe`).
+        """The DDP, DataParallel and ``torch.compile`` wrappers around the modules.
+
+        Those of the players' modules (and ``modules``), outermost first; a probe runs the
+        losses closure through their underlying modules (see :func:`specdiag.probe`).
         """
         return self._wrappers
 

@@ -132,4 +132,7 @@ class PlayerHessian(LinearOperator):
     _rmatvec = _matvec
 
     def __repr__(self) -> str:
-        return f"PlayerHessian({self.player!r}, shape={self.shape}, dtype={self.dtype}, device={self.device})"
+        return (
+            f"PlayerHessian({self.player!r}, shape={self.shape}, dtype={self.dtype}, "
+            f"device={self.device})"
+        )

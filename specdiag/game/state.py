@@ -76,8 +76,9 @@ def preserved_module_state(modules: Iterable[nn.Module]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def isolated_rng(device: torch.device, seed: Optional[int]) -> Iterator[None]:
-    """Run the block on a fork of every global random stream: torch's (CPU and
-    ``device``), numpy's global ``np.random`` and Python's ``random``.
+    """Run the block on a fork of every global random stream.
+
+    Torch's (CPU and ``device``), numpy's global ``np.random`` and Python's ``random``.
 
     The global streams are left exactly as they were. With ``seed`` the forks are
     reseeded (torch with ``seed``, numpy with ``seed mod 2**32``, ``random`` with
@@ -85,7 +86,7 @@ def isolated_rng(device: torch.device, seed: Optional[int]) -> Iterator[None]:
     draws what the training run would have drawn next, without consuming it.
     """
     devices = [device] if device.type == "cuda" else []
-    numpy_state, python_state = np.random.get_state(), random.getstate()
+    numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     try:
         with torch.random.fork_rng(devices=devices, enabled=True):
             if seed is not None:
@@ -100,10 +101,11 @@ def isolated_rng(device: torch.device, seed: Optional[int]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def hooks_bypassed(params: Sequence[torch.Tensor], modules: Iterable[nn.Module]) -> Iterator[None]:
-    """Set aside, for the block, the gradient hooks of ``params`` (``register_hook``)
-    and the backward hooks of every module (``register_full_backward_hook``,
-    ``register_backward_hook``, their pre-hooks, and the global ones of
-    ``torch.nn.modules.module``); put them back on exit.
+    """Set aside gradient and backward hooks for the block; put them back on exit.
+
+    The gradient hooks of ``params`` (``register_hook``) and the backward hooks of every
+    module (``register_full_backward_hook``, ``register_backward_hook``, their pre-hooks,
+    and the global ones of ``torch.nn.modules.module``).
 
     Training code uses such hooks to log, clip or rescale gradients. A probe
     differentiates the losses as written, so a hook that halves a player's gradients

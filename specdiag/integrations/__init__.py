@@ -3,10 +3,14 @@
 Each adapter lives in its own module and imports its framework only there, so
 ``import specdiag`` (and this package) never needs a training framework:
 
-* :mod:`specdiag.integrations.lightning`: :class:`~specdiag.integrations.lightning.SpectrumCallback`,
-  a Lightning 2.x callback (``lightning.pytorch`` or ``pytorch_lightning``);
+* :mod:`specdiag.integrations.lightning`:
+  :class:`~specdiag.integrations.lightning.SpectrumCallback`, a Lightning 2.x callback
+  (``lightning.pytorch`` or ``pytorch_lightning``);
 * :mod:`specdiag.integrations.ignite`: :class:`~specdiag.integrations.ignite.SpectrumHandler`
-  and :func:`~specdiag.integrations.ignite.attach_spectrum_monitor` for PyTorch-Ignite.
+  and :func:`~specdiag.integrations.ignite.attach_spectrum_monitor` for PyTorch-Ignite;
+* :mod:`specdiag.integrations.tensorboard`: the
+  :class:`~specdiag.monitor.tensorboard.TensorBoardLogger` (scalars, eigenvalue
+  histograms and spectrum figures in TensorBoard), re-exported from the monitor layer.
 
 Hugging Face ``accelerate`` needs no adapter: call the monitor from the training loop
 on the main process (``docs/integrations.md`` shows how).

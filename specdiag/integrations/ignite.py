@@ -87,9 +87,10 @@ class SpectrumHandler:
             )
 
     def attach(self, engine: Engine) -> SpectrumHandler:
-        """Register on ``engine`` for one run: probe on the event; when the run
-        completes, is terminated or raises, close the monitor and detach. Returns the
-        handler itself.
+        """Register on ``engine`` for one run.
+
+        Probe on the event; when the run completes, is terminated or raises, close the monitor and
+        detach. Returns the handler itself.
 
         Ignite re-raises an exception from the run only when no handler is registered
         for ``Events.EXCEPTION_RAISED``; registering one to close the monitor would

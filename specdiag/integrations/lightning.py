@@ -105,6 +105,7 @@ class SpectrumCallback(Callback):
         self._game: Game | None = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Build the game from the module (on rank zero unless probes are distributed)."""
         self._close()
         self.monitor = self._game = None
         if (
@@ -118,6 +119,7 @@ class SpectrumCallback(Callback):
         self._game = game
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Open the monitor, continuing the trace when the run resumes a checkpoint."""
         # Lightning restores a checkpoint's loop state after on_fit_start: only now does
         # the batch counter say where a resumed run restarts.
         if self._game is None:
@@ -131,6 +133,7 @@ class SpectrumCallback(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        """Probe after the optimiser steps when the schedule says this batch is due."""
         if self.monitor is None:
             return
         step = trainer.fit_loop.total_batch_idx
@@ -138,14 +141,17 @@ class SpectrumCallback(Callback):
             self.monitor.step(step, batch if self.batch_fn is None else self.batch_fn(batch))
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Close the monitor and its trace."""
         self._close()
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
+        """Close the trace so that everything probed before the exception is kept."""
         self._close()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Close the monitor if the run ends without on_fit_end."""
         self._close()
 
     def _close(self) -> None:

@@ -33,9 +33,9 @@ def assemble(
 def dense_ritz(
     A: np.ndarray, *, symmetric: bool, which: str, k: int, tol: float, eps: float
 ) -> Ritz:
-    """All eigenpairs of a small dense matrix, ranked like the Krylov path's Ritz pairs.
+    r"""All eigenpairs of a small dense matrix, ranked like the Krylov path's Ritz pairs.
 
-    Residuals :math:`\\|A x - \\lambda x\\|` are computed exactly for unit eigenvectors.
+    Residuals :math:`\|A x - \lambda x\|` are computed exactly for unit eigenvectors.
     """
     if symmetric:
         A = (A + A.T) / 2

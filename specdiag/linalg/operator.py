@@ -151,7 +151,7 @@ class TransposedOperator(LinearOperator):
         self.symmetric = base.symmetric
 
     def matvec(self, u: torch.Tensor) -> torch.Tensor:
-        """:math:`A^\\top u`, counted as ``A.rmatvec``."""
+        r""":math:`A^\top u`, counted as ``A.rmatvec``."""
         return self.base.rmatvec(u)
 
     def rmatvec(self, u: torch.Tensor) -> torch.Tensor:
@@ -160,7 +160,7 @@ class TransposedOperator(LinearOperator):
 
     @property
     def n_matvec(self) -> int:
-        """Products :math:`A^\\top u` computed so far (``A.n_rmatvec``)."""
+        r"""Products :math:`A^\top u` computed so far (``A.n_rmatvec``)."""
         return self.base.n_rmatvec
 
     @property

@@ -62,7 +62,8 @@ class SpectrumMonitor:
         The HDF5 trace file (see :class:`~specdiag.trace.TraceWriter`).
     every : int, iterable of int or Schedule
         When to probe: every ``n`` steps (0, n, 2n, ...), at the listed steps, or any
-        schedule (:class:`~specdiag.monitor.schedules.Every`, :class:`~specdiag.monitor.schedules.AtSteps`,
+        schedule (:class:`~specdiag.monitor.schedules.Every`,
+        :class:`~specdiag.monitor.schedules.AtSteps`,
         :class:`~specdiag.monitor.schedules.LogSpaced`, or an object with ``due(step)``).
     k : int
         Eigenvalues per operator. The trace stores ``k + 1`` columns (a conjugate pair
@@ -318,8 +319,10 @@ class SpectrumMonitor:
     def _snapshot_writer(
         self, directory: Any, probe_batch: Any, seed: Optional[int], config: dict[str, Any]
     ) -> Any:
-        """The writer of the snapshots of ``defer=True`` (rank 0 only); the fixed probe
-        batch, if any, is saved once."""
+        """The writer of the snapshots of ``defer=True`` (rank 0 only).
+
+        The fixed probe batch, if any, is saved once.
+        """
         from .snapshots import SnapshotWriter
 
         if seed is None:
@@ -505,7 +508,9 @@ class SpectrumMonitor:
                 record = self._session.probe(probe_batch, step=step, batch_index=index)
             except Exception as exc:
                 if self.options.on_error == "raise":
-                    raise exc.__cause__ if isinstance(exc, _BatchError) else exc
+                    if isinstance(exc, _BatchError) and exc.__cause__ is not None:
+                        raise exc.__cause__ from None
+                    raise
                 failure = exc
         self._ledger.replay(caught)
         return self._failed(step, index, failure) if failure is not None else record
@@ -599,8 +604,11 @@ class SpectrumMonitor:
                 if self.options.on_error == "raise":
                     raise
                 if not self._outage:  # once per outage: when writing stops working
-                    warnings.warn(_unwritten_message(error, len(self._unwritten)), ProbeWarning,
-                                  stacklevel=user_stacklevel())
+                    warnings.warn(
+                        _unwritten_message(error, len(self._unwritten)),
+                        ProbeWarning,
+                        stacklevel=user_stacklevel(),
+                    )
                 self._outage = True
                 return
             self._unwritten.pop(0)
@@ -689,8 +697,10 @@ class _Unavailable:
 
 
 def layout_of(plans: list[Plan], game: Game, options: ProbeOptions) -> dict[str, dict[str, Any]]:
-    """The trace's operators: what a trace stores for every planned solve
-    (:func:`~specdiag.probing.plan.layout_spec`)."""
+    """The trace's operators.
+
+    What a trace stores for every planned solve (:func:`~specdiag.probing.plan.layout_spec`).
+    """
     return {p.name: layout_spec(p, game, options) for p in plans}
 
 

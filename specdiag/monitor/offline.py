@@ -360,8 +360,11 @@ def merge_traces(parts: Sequence[PathLike], writer: TraceWriter) -> int:
 
 
 def _remove(paths: Sequence[str]) -> None:
-    """Delete part traces and the lock files of their writers (a worker killed after a
-    failure elsewhere leaves its lock behind; its process is gone, so the lock is stale)."""
+    """Delete part traces and the lock files of their writers.
+
+    A worker killed after a failure elsewhere leaves its lock behind; its process is
+    gone, so the lock is stale.
+    """
     for p in paths:
         Path(p).unlink(missing_ok=True)
         Path(os.path.realpath(p) + ".lock").unlink(missing_ok=True)
@@ -422,8 +425,10 @@ def probe_snapshots(
         a glob pattern, or a list of checkpoint files.
     path : str or os.PathLike
         The trace to write.
-    k, operators, which, tol, ncv, maxiter, max_matvecs, backend, on_error, update, helmholtz, shares, density
-        The probe settings, as for :class:`~specdiag.SpectrumMonitor`. An ``update``
+    k, operators, which, tol, ncv, maxiter, max_matvecs, backend, on_error : optional
+        The probe settings, as for :class:`~specdiag.SpectrumMonitor`.
+    update, helmholtz, shares, density : optional
+        The analyses, as for :class:`~specdiag.SpectrumMonitor`. An ``update``
         rule that reads optimizers is refused (a snapshot holds no optimizer state).
     basis_device, basis_dtype
         Where and how the solvers keep their Krylov bases (see :func:`~specdiag.probe`).

@@ -32,8 +32,11 @@ class WarningLedger:
         self.counts: dict[str, int] = {}
 
     def replay(self, caught: Iterable[warnings.WarningMessage]) -> None:
-        """Pass on the warnings caught during a probe: other categories always, a
-        ProbeWarning when one of its causes is new (saying that repeats are counted)."""
+        """Pass on the warnings caught during a probe.
+
+        Other categories always, a ProbeWarning when one of its causes is new (saying that repeats
+        are counted).
+        """
         for w in caught:
             message = w.message
             if not isinstance(message, ProbeWarning):
@@ -65,7 +68,10 @@ def cost_message(
     if not (math.isfinite(step_time) and step_time > 0):
         return logging.INFO, f"specdiag: a probe takes {seconds:.3g} s"
     cost = seconds / step_time
-    text = f"specdiag: a probe ≈ {cost:,.0f} training steps ({seconds:.3g} s; a step ≈ {step_time:.3g} s)"
+    text = (
+        f"specdiag: a probe ≈ {cost:,.0f} training steps "
+        f"({seconds:.3g} s; a step ≈ {step_time:.3g} s)"
+    )
     level = logging.INFO
     if isinstance(schedule, Every) and budget is None:
         slowdown = 1 + cost / schedule.n

@@ -30,7 +30,9 @@ __all__ = ["Schedule", "Every", "AtSteps", "LogSpaced", "as_schedule"]
 class Schedule(Protocol):
     """Anything that says whether a probe is due at a training step."""
 
-    def due(self, step: int) -> bool: ...
+    def due(self, step: int) -> bool:
+        """Whether a probe is due after training step ``step``."""
+        ...
 
 
 def _integer(value: Any, name: str, minimum: int | None = None) -> int:
@@ -64,6 +66,7 @@ class Every:
         self.start = _integer(start, "start")
 
     def due(self, step: int) -> bool:
+        """``step >= start`` and ``(step - start) % n == 0``."""
         return step >= self.start and (step - self.start) % self.n == 0
 
     def config(self) -> dict[str, Any]:
@@ -94,6 +97,7 @@ class AtSteps:
         self.steps = frozenset(_integer(s, "every step") for s in steps)
 
     def due(self, step: int) -> bool:
+        """Whether ``step`` is one of the scheduled steps."""
         return step in self.steps
 
     def config(self) -> dict[str, Any]:
@@ -142,6 +146,7 @@ class LogSpaced:
         self.steps = frozenset(self.start + o for o in offsets)
 
     def due(self, step: int) -> bool:
+        """Whether ``step`` is one of the scheduled steps."""
         return step in self.steps
 
     def config(self) -> dict[str, Any]:

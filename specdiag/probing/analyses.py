@@ -1,5 +1,7 @@
-r"""Analyses a probe adds to its eigenvalues when asked: where eigenvectors live, how fast
-the leading directions turn, and the spectral density of a Hessian.
+r"""Analyses a probe adds to its eigenvalues when asked.
+
+Where eigenvectors live, how fast the leading directions turn, and the spectral density of a
+Hessian.
 
 **Shares.** For an eigenvector :math:`x` (unit, complex for a pair of :math:`J`) and a
 block of coordinates :math:`B` (one parameter tensor, or one player),
@@ -47,8 +49,11 @@ SYMMETRIC = "symmetric"
 
 
 def tensor_shares(vectors: torch.Tensor, layout: ParameterLayout) -> np.ndarray:
-    r"""``(m, T)``: the share of each of the layout's ``T`` tensors in each of the ``m``
-    eigenvectors (columns of ``vectors``, real or complex, shape ``(n, m)``)."""
+    r"""``(m, T)``.
+
+    The share of each of the layout's ``T`` tensors in each of the ``m`` eigenvectors (columns of
+    ``vectors``, real or complex, shape ``(n, m)``).
+    """
     weight = vectors.abs().pow(2).to(torch.float64)
     parts = torch.stack([w.sum(dim=0) for w in torch.split(weight, layout.numels, dim=0)], dim=1)
     total = parts.sum(dim=1, keepdim=True)
@@ -62,8 +67,10 @@ def block_shares(shares: np.ndarray, sizes: list[int]) -> np.ndarray:
 
 
 def orthonormal_span(vectors: torch.Tensor) -> torch.Tensor:
-    """An orthonormal real basis of the span of ``vectors`` (real and imaginary parts of
-    complex columns), float64 on the vectors' device."""
+    """An orthonormal real basis of the span of ``vectors``, float64, on their device.
+
+    Complex columns contribute their real and imaginary parts.
+    """
     parts = [vectors.real, vectors.imag] if vectors.is_complex() else [vectors]
     stacked = torch.cat(parts, dim=1).to(torch.float64)
     q, r = torch.linalg.qr(stacked)
@@ -72,8 +79,10 @@ def orthonormal_span(vectors: torch.Tensor) -> torch.Tensor:
 
 
 def principal_cosines(previous: Optional[torch.Tensor], current: torch.Tensor) -> np.ndarray:
-    """Cosines of the principal angles between two orthonormal bases, largest first;
-    empty when there is no previous basis or the shapes differ (a smaller operator)."""
+    """Cosines of the principal angles between two orthonormal bases, largest first.
+
+    Empty when there is no previous basis or the shapes differ (a smaller operator).
+    """
     if previous is None or previous.shape[0] != current.shape[0]:
         return np.empty(0)
     overlap = previous.to(current.device).T @ current

@@ -79,8 +79,11 @@ _HINTS = (
 
 
 def explain(exc: BaseException) -> str:
-    """``"Type: message"`` of an exception, with the likely cause and what to do when
-    the message matches a known failure of differentiating the losses twice."""
+    """``"Type.
+
+    Message"`` of an exception, with the likely cause and what to do when the message matches a
+    known failure of differentiating the losses twice.
+    """
     text = str(exc).strip()
     cause = exc.__cause__
     detail = (
@@ -134,8 +137,11 @@ class FiniteDifferences:
 
 @contextlib.contextmanager
 def frozen_power_iterations(modules: Iterable[nn.Module]) -> Iterator[None]:
-    """Spectral normalisation's power iterations switched off for the block (their
-    modules in eval mode, so they reuse their stored vectors); flags restored after."""
+    """Spectral normalisation's power iterations switched off for the block.
+
+    Their modules are in eval mode, so they reuse their stored vectors; the flags are
+    restored after.
+    """
     frozen = []
     for root in modules:
         for m in root.modules():
@@ -151,9 +157,11 @@ def frozen_power_iterations(modules: Iterable[nn.Module]) -> Iterator[None]:
 
 
 def _step(game: Game) -> float:
-    r"""The step size: the cube root of the dtype's epsilon (central differences' optimum
-    for :math:`O(h^2)` truncation against :math:`O(\epsilon/h)` rounding), times the
-    parameters' root-mean-square size."""
+    r"""The step size.
+
+    The cube root of the dtype's epsilon (central differences' optimum for :math:`O(h^2)` truncation
+    against :math:`O(\epsilon/h)` rounding), times the parameters' root-mean-square size.
+    """
     x = game.layout.join(game.parameters())
     scale = float(x.pow(2).mean().sqrt()) if x.numel() else 1.0
     return float(torch.finfo(game.dtype).eps) ** (1 / 3) * max(scale, 1e-3)
@@ -162,8 +170,9 @@ def _step(game: Game) -> float:
 def derivative_check(
     game: Game, batch: Any, *, seed: Optional[int], generator_seed: int = 0
 ) -> Optional[str]:
-    """A message when a product :math:`J u` disagrees with central differences of the
-    field (see the module's documentation), else ``None``.
+    """A message when a product :math:`J u` disagrees with central differences, or None.
+
+    See the module's documentation for the differences and the test.
 
     Costs one evaluation of the field with its graph, :data:`STEPS` pairs without, and
     one product :math:`J u`. The models are left exactly as they were.

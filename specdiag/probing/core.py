@@ -336,7 +336,8 @@ def _probe_field(
         outcome.problems.append(
             (
                 f"failed:{failure.status}",
-                f"{'the probe was refused' if refused else 'the losses failed'} ({failure.status}): "
+                f"{'the probe was refused' if refused else 'the losses failed'} "
+                f"({failure.status}): "
                 f"{failure.message}",
             )
         )
@@ -360,8 +361,10 @@ def _probe_field(
 
 
 def _checked(game: Game, batch: Any, ctx: ProbeContext) -> Optional[tuple[str, str]]:
-    """``(cause, message)`` of the derivative check: a mismatch, or a check that could
-    not run; None when the product passed."""
+    """``(cause, message)`` of the derivative check.
+
+    A mismatch, or a check that could not run; None when the product passed.
+    """
     try:
         mismatch = derivative_check(game, batch, seed=ctx.field_seed, generator_seed=ctx.seed)
         return None if mismatch is None else ("derivative_mismatch", mismatch)
@@ -374,9 +377,11 @@ def _checked(game: Game, batch: Any, ctx: ProbeContext) -> Optional[tuple[str, s
 def _build(
     game: Game, batch: Any, plans: list[Plan], ctx: ProbeContext
 ) -> tuple[Optional[GameField], Optional[_Failure], float, list[tuple[str, str]]]:
-    """The probe's field, or why there is none (differentiating the losses failed, or the
-    solves would not fit in memory), the seconds spent building it, and what the field
-    said while it was built (an uncoupled game)."""
+    """The probe's field, or why there is none; the seconds spent; what the field said.
+
+    There is no field when differentiating the losses failed, or the solves would not
+    fit in memory; the field speaks when it is built of an uncoupled game.
+    """
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as said:
@@ -416,8 +421,11 @@ def _memory_failure(game: Game, plans: list[Plan], ctx: ProbeContext) -> Optiona
 def _agreed_losses(
     game: Game, field: Optional[GameField], failure: Optional[_Failure], ctx: ProbeContext
 ) -> dict[str, float]:
-    """The probe's losses; under torch.distributed, after one collective that tells
-    every rank which ranks failed (``ctx.failed_elsewhere``) and sets its weight."""
+    """The probe's losses.
+
+    Under torch.distributed, after one collective that tells every rank which ranks failed
+    (``ctx.failed_elsewhere``) and sets its weight.
+    """
     nan = dict.fromkeys(game.player_names, float("nan"))
     losses = dict(field.losses) if field is not None else nan
     ctx.failed_elsewhere = {}
@@ -462,8 +470,10 @@ def _moved_message(moved: list[str]) -> str:
 
 
 def _warn(record: ProbeRecord, problems: list[tuple[str, str]], on_error: str) -> None:
-    """One ProbeWarning listing the probe's problems, with their causes (none with
-    ``on_error="ignore"``)."""
+    """One ProbeWarning listing the probe's problems, with their causes.
+
+    None with ``on_error="ignore"``.
+    """
     if not problems or on_error == "ignore":
         return
     where = "probe" if record.step is None else f"probe at step {record.step}"

@@ -172,14 +172,14 @@ class AveragedOperator(LinearOperator):
 
 @dataclass(frozen=True)
 class Agreement:
-    """What every rank learns from :func:`agree`.
+    r"""What every rank learns from :func:`agree`.
 
     Attributes
     ----------
     statuses : list of str
         Each rank's status (``"ok"``, ``"nonfinite"`` or ``"error"``).
     weight : float
-        This rank's normalised weight :math:`w_r = s_r / \\sum_q s_q`.
+        This rank's normalised weight :math:`w_r = s_r / \sum_q s_q`.
     losses : list of float
         The weighted average of the ranks' losses (the global batch's losses).
     """

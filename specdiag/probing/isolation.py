@@ -17,9 +17,11 @@ __all__ = ["untouched", "eager"]
 
 @contextlib.contextmanager
 def untouched(game: Game) -> Iterator[list[str]]:
-    """Set the ``.grad`` fields aside, fork every random stream (torch, numpy, Python's
-    ``random``), set gradient and backward hooks aside, run wrapped models through their
-    underlying modules; put everything back on exit.
+    """Isolate training from a probe for the block; put everything back on exit.
+
+    The ``.grad`` fields are set aside, every random stream (torch, numpy, Python's
+    ``random``) is forked, gradient and backward hooks are set aside, and wrapped models
+    run through their underlying modules.
 
     Yields a list that, on exit, holds the names of parameters whose version counter
     moved (changed in place during the block).
@@ -46,8 +48,10 @@ def untouched(game: Game) -> Iterator[list[str]]:
 
 @contextlib.contextmanager
 def eager(wrappers: Sequence[nn.Module]) -> Iterator[None]:
-    """Make DDP, DataParallel and ``torch.compile`` wrappers call their underlying
-    module directly, and compiled functions run eagerly, for the block.
+    """Run wrapped models through their underlying modules, eagerly, for the block.
+
+    DDP, DataParallel and ``torch.compile`` wrappers call their underlying module
+    directly, and compiled functions run eagerly.
 
     A DDP forward would synchronise buffers and prepare gradient reduction (collectives
     that only the probing rank would join); a compiled module cannot be differentiated

@@ -71,6 +71,7 @@ class ProbeMemory:
 
     @property
     def total(self) -> int:
+        """Vectors held at once: basis, restart workspace and the extra vectors."""
         return self.basis + self.restart + self.vectors
 
     def needed(self) -> dict[torch.device, int]:
@@ -180,8 +181,10 @@ def probe_memory(
 
 
 def _order(game: Game, name: str, update: str | None) -> int:
-    """The order of a probed operator: the Jacobian's, a player's Hessian's, the update
-    operator's (``2n`` on the augmented state), the Helmholtz split's (``J``'s).
+    """The order of a probed operator.
+
+    The Jacobian's, a player's Hessian's, the update operator's (``2n`` on the augmented state), the
+    Helmholtz split's (``J``'s).
     """
     if name == "update":
         return game.n * (2 if update is not None and update_method(update).augmented else 1)

@@ -33,7 +33,7 @@ SHARES = ("left", "right")
 
 @dataclass(frozen=True)
 class DensityRequest:
-    """Spectral densities a probe computes (stochastic Lanczos quadrature).
+    r"""Spectral densities a probe computes (stochastic Lanczos quadrature).
 
     Attributes
     ----------
@@ -58,8 +58,11 @@ class DensityRequest:
 
     @classmethod
     def of(cls, density: Any) -> Optional[DensityRequest]:
-        """``density=`` of a probe as a request: ``False``/``None`` (none), ``True``
-        (every player's Hessian), a sequence of operator names, or a request."""
+        """``density=`` of a probe as a request.
+
+        ``False``/``None`` (none), ``True`` (every player's Hessian), a sequence of operator names,
+        or a request.
+        """
         if density is None or density is False:
             return None
         if density is True:
@@ -79,7 +82,7 @@ Which = Union[str, Mapping[str, str], None]
 
 @dataclass(frozen=True)
 class ProbeOptions:
-    """What a probe computes and how (see :func:`~specdiag.probe` for each setting).
+    r"""What a probe computes and how (see :func:`~specdiag.probe` for each setting).
 
     Attributes
     ----------
@@ -178,9 +181,11 @@ class ProbeOptions:
         basis: Any,
         **settings: Any,
     ) -> ProbeOptions:
-        """The options from the keywords of :func:`~specdiag.probe` (``basis`` is a
-        :class:`~specdiag.linalg.options.BasisOptions`; ``settings`` are the other
-        fields of this class)."""
+        """The options from the keywords of :func:`~specdiag.probe`.
+
+        ``basis`` is a :class:`~specdiag.linalg.options.BasisOptions`; ``settings`` are the other
+        fields of this class.
+        """
         solver = SolverOptions(
             k=k,
             tol=tol,

@@ -99,8 +99,9 @@ def _chosen_which(options: ProbeOptions, names: tuple[str, ...]) -> dict[str, st
 
 
 def plan_operators(game: Game, options: ProbeOptions) -> list[Plan]:
-    """Check the operator names, ``which`` and the solver settings against the game;
-    return the solves a probe will run.
+    """Check the operator names, ``which`` and the solver settings against the game.
+
+    Return the solves a probe will run.
 
     Used by :func:`~specdiag.probe` and by the monitor (which describes the trace's
     layout with it, before training). The update operator and the Helmholtz split come
@@ -134,8 +135,10 @@ def plan_operators(game: Game, options: ProbeOptions) -> list[Plan]:
 
 
 def _check_k(game: Game, options: ProbeOptions, names: tuple[str, ...]) -> None:
-    """Refuse a ``k`` above every operator's order (beyond the default): the probe could
-    not return more than the order, and the trace would be sized for nothing."""
+    """Refuse a ``k`` above every operator's order (beyond the default).
+
+    The probe could not return more than the order, and the trace would be sized for nothing.
+    """
     largest = max(game.n if n == "jacobian" else game.sizes[n] for n in names)
     if options.k > largest and options.k > DEFAULT_K:
         raise ValueError(
@@ -170,8 +173,11 @@ def _density_plans(game: Game, options: ProbeOptions) -> list[Plan]:
 
 
 def layout_spec(plan: Plan, game: Game, options: ProbeOptions) -> dict[str, Any]:
-    """What a trace stores for ``plan``: kind, which, order, width, scalars, and the
-    arrays and coordinates of its analyses (see :class:`~specdiag.trace.TraceWriter`)."""
+    """What a trace stores for ``plan``.
+
+    Kind, which, order, width, scalars, and the arrays and coordinates of its analyses (see
+    :class:`~specdiag.trace.TraceWriter`).
+    """
     width = max(1, min(plan.k + 1, plan.n))
     spec: dict[str, Any] = {
         "kind": plan.kind,

@@ -77,9 +77,11 @@ class OperatorRecord:
 
     @property
     def shares(self) -> Optional[dict[str, np.ndarray]]:
-        """``{parameter name: share of it in each eigenvector}`` (arrays over the
-        eigenvalues; the shares of one eigenvector sum to 1), when the probe was asked
-        for ``shares``; else ``None``."""
+        """``{parameter name.
+
+        Share of it in each eigenvector}`` (arrays over the eigenvalues; the shares of one
+        eigenvector sum to 1), when the probe was asked for ``shares``; else ``None``.
+        """
         return self._named("shares", self.tensor_names)
 
     @property
@@ -105,8 +107,9 @@ class OperatorRecord:
 
 @dataclass(frozen=True, eq=False)
 class ProbeRecord(Mapping):
-    """Everything one probe measured; a read-only mapping from operator names to
-    :class:`OperatorRecord`.
+    """Everything one probe measured.
+
+    A read-only mapping from operator names to :class:`OperatorRecord`.
 
     Attributes
     ----------
@@ -177,11 +180,13 @@ class ProbeRecord(Mapping):
 
     @property
     def ok(self) -> bool:
+        """Whether every operator of the probe converged."""
         return self.status == "ok"
 
     def __repr__(self) -> str:
         ops = ", ".join(f"{n}: {r.status}" for n, r in self.operators.items())
         return (
-            f"ProbeRecord(step={self.step}, batch_index={self.batch_index}, status={self.status!r}, "
+            f"ProbeRecord(step={self.step}, batch_index={self.batch_index}, "
+            f"status={self.status!r}, "
             f"{ops}, wall_time={self.wall_time:.3g}s)"
         )

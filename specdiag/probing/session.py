@@ -1,5 +1,6 @@
-"""A sequence of probes of one game: what the monitor runs in the loop, and what
-:func:`~specdiag.probe_snapshots` runs afterwards.
+"""A sequence of probes of one game.
+
+What the monitor runs in the loop, and what :func:`~specdiag.probe_snapshots` runs afterwards.
 
 Consecutive probes of a training run measure nearby operators. A
 :class:`ProbeSession` carries from one probe to the next what makes the next one

@@ -43,8 +43,9 @@ RESIDUAL_FLOOR = 1e-6
 
 @dataclass
 class ProbeState:
-    """What carries over from one probe to the next of a sequence (see
-    :class:`~specdiag.probing.session.ProbeSession`).
+    """What carries over from one probe to the next of a sequence.
+
+    See :class:`~specdiag.probing.session.ProbeSession`.
 
     Attributes
     ----------
@@ -221,13 +222,15 @@ def _names(game: Game, plan: Plan) -> dict[str, tuple[str, ...]]:
 def field_game(op: Any) -> Game:
     """The game of a (possibly rank-averaged or transposed) game operator."""
     while getattr(op, "game", None) is None:
-        op = getattr(op, "local", None) or getattr(op, "base")
+        op = getattr(op, "local", None) or op.base
     return op.game
 
 
 def _vectors(plan: Plan, ctx: ProbeContext) -> dict[str, Any]:
-    """Solver keywords for the eigenvectors that ``shares`` needs: the Jacobian's left
-    ones are those of the transposed operator, its right ones J's own."""
+    """Solver keywords for the eigenvectors that ``shares`` needs.
+
+    The Jacobian's left ones are those of the transposed operator, its right ones J's own.
+    """
     if "shares" not in plan.extras:
         return {}
     return {"return_eigenvectors": True}
@@ -236,8 +239,11 @@ def _vectors(plan: Plan, ctx: ProbeContext) -> dict[str, Any]:
 def _shares(
     vectors: torch.Tensor, game: Game, plan: Plan, ctx: ProbeContext
 ) -> tuple[dict[str, np.ndarray], float]:
-    """The eigenvectors' shares per tensor (and per player for J), the principal cosines
-    to the previous probe's top subspace, and their mean square (NaN at the first)."""
+    """The eigenvectors' shares, and how far the top subspace turned since the last probe.
+
+    Shares per tensor (and per player for J), the principal cosines to the previous
+    probe's top subspace, and their mean square (NaN at the first probe).
+    """
     player = None if plan.kind == "jacobian" else plan.name
     shares = tensor_shares(vectors, game.player_layout(player))
     arrays = {"shares": shares}
@@ -255,8 +261,10 @@ def _shares(
 
 
 def _density_record(field: GameField, plan: Plan, ctx: ProbeContext) -> OperatorRecord:
-    """The spectral density of a player's Hessian or of S = (J + Jᵀ)/2, by stochastic
-    Lanczos quadrature: its nodes and weights, and what they say."""
+    """The spectral density of a player's Hessian or of S = (J + Jᵀ)/2, as a record.
+
+    By stochastic Lanczos quadrature: its nodes and weights, and what they say.
+    """
     request = ctx.options.density
     assert request is not None and plan.target is not None
     base = (

@@ -32,8 +32,10 @@ def _nan_if_empty(reduce: Compute) -> Compute:
 
 
 def _max_imag_over_real(values: np.ndarray) -> float:
-    r""":math:`\max |\operatorname{Im}\lambda / \operatorname{Re}\lambda|` over
-    :math:`\lambda \ne 0`; ``inf`` for a non-zero purely imaginary one."""
+    r"""The largest ratio :math:`|\operatorname{Im}\lambda / \operatorname{Re}\lambda|`.
+
+    Over :math:`\lambda \ne 0`; ``inf`` for a non-zero purely imaginary one.
+    """
     nonzero = values[values != 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.abs(nonzero.imag / nonzero.real)
@@ -217,8 +219,10 @@ SCALARS: tuple[Scalar, ...] = (
 
 
 def scalar_names(kind: str, enabled: Iterable[str] = ()) -> tuple[str, ...]:
-    """The names of the scalars of an operator kind, in trace order (empty if none):
-    those always stored, and those of the analyses ``enabled`` (``"shares"``)."""
+    """The names of the scalars of an operator kind, in trace order (empty if none).
+
+    Those always stored, and those of the analyses ``enabled`` (``"shares"``).
+    """
     on = set(enabled)
     return tuple(
         s.name for s in SCALARS if s.kind == kind and (s.requires is None or s.requires in on)

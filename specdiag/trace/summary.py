@@ -72,9 +72,10 @@ def _columns(trace: Trace, op: str) -> list[tuple[str, str, int]]:
 
 
 def probe_rows(trace: Trace) -> list[dict[str, Any]]:
-    """One dict per probe row: step, batch, status, seconds, and per operator
-    ``status``, ``converged`` (count), ``eigenvalues`` (finite ones computed),
-    ``n_matvec``, ``message`` and its scalars.
+    """One dict per probe row.
+
+    Step, batch, status, seconds, and per operator ``status``, ``converged`` (count),
+    ``eigenvalues`` (finite ones computed), ``n_matvec``, ``message`` and its scalars.
 
     Parameters
     ----------
@@ -122,9 +123,11 @@ def probe_rows(trace: Trace) -> list[dict[str, Any]]:
 
 
 def _bulk_gap(values: np.ndarray, which: str) -> float:
-    """Gap between the last two wanted eigenvalues, relative to the largest magnitude
-    (``inf`` when it is not defined, or when they are not in the bulk near zero: fewer
-    than three eigenvalues, ``which="BE"``, or either beyond :data:`BULK_LEVEL`)."""
+    """Gap between the last two wanted eigenvalues, relative to the largest magnitude.
+
+    ``inf`` when it is not defined, or when they are not in the bulk near zero: fewer
+    than three eigenvalues, ``which="BE"``, or either beyond :data:`BULK_LEVEL`.
+    """
     values = values[np.isfinite(values)]
     wanted = {
         "LM": np.abs(values),
@@ -156,8 +159,10 @@ def _steps(steps: np.ndarray, at: np.ndarray) -> str:
 
 
 def _failures(trace: Trace) -> list[str]:
-    """One line per (operator, status) that is not ``ok``: how many probes, which steps,
-    and the first message."""
+    """One line per (operator, status) that is not ``ok``.
+
+    How many probes, which steps, and the first message.
+    """
     steps = trace.probes()["step"]
     lines = []
     for op in trace.operators:
@@ -265,9 +270,10 @@ def _strict_json(value: Any) -> Any:
 
 
 def summary_dict(trace: Trace) -> dict[str, Any]:
-    """The summary as a dict that strict JSON can hold (NaN as ``None``, infinities as
-    ``"inf"``): file, convention, operators, config, rows (:func:`probe_rows`) and
-    warnings (:func:`trace_warnings`).
+    """The summary as a dict that strict JSON can hold (NaN as ``None``, infinities as ``"inf"``).
+
+    File, convention, operators, config, rows (:func:`probe_rows`) and warnings
+    (:func:`trace_warnings`).
     """
     return _strict_json(
         {
