@@ -110,13 +110,17 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str)
     lines = [
         START,
         f"Command: `{command}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores (cores / W torch threads per process); "
-        f"Python {platform.python_version()}, torch {torch.__version__}; {datetime.date.today()}.  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (cores / W torch threads per "
+        "process); "
+        f"Python {platform.python_version()}, torch {torch.__version__}; {datetime.date.today()}. "
+        " ",
         f"Game: MoG GAN hidden = {args.hidden}, depth = {args.depth}, n = {rows[0]['n']:,}, after "
-        f"{args.train_steps} training steps; global probe batch {args.batch} split evenly; k = {args.k}, "
+        f"{args.train_steps} training steps; global probe batch {args.batch} split evenly; k = "
+        f"{args.k}, "
         f"tol = {args.tol}; gloo.",
         "",
-        "| processes | basis | probe s | products (J / H_G / H_D) | peak RSS per rank, MiB | basis per rank, MiB | max Δλ / \\|λ_max\\| vs 1 process | status |",
+        "| processes | basis | probe s | products (J / H_G / H_D) | peak RSS per rank, MiB | "
+        "basis per rank, MiB | max Δλ / \\|λ_max\\| vs 1 process | status |",
         "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     base = rows[0]["eigenvalues"]

@@ -138,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         START,
         f"Command: `{command}`  ",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; "
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch "
+        f"{torch.__version__}; "
         f"{datetime.date.today().isoformat()}.  ",
-        f"GAN: {n:,d} parameters (hidden {args.hidden}, depth {args.depth}), batch {args.batch}, Adam; "
+        f"GAN: {n:,d} parameters (hidden {args.hidden}, depth {args.depth}), batch {args.batch}, "
+        "Adam; "
         f"{args.steps} steps; probes every {args.every} steps (k = {args.k}, tol = {args.tol}); "
         f"one training step {1e3 * step_s:.1f} ms.",
         "",
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         probe_s = sum(r.wall_time for r in records) / max(len(records), 1)
         lines.append(
-            f"| monitor: {label} | {wall:.1f} | {100 * (wall - plain_wall) / plain_wall:+.1f}% | {len(records)} "
+            f"| monitor: {label} | {wall:.1f} | {100 * (wall - plain_wall) / plain_wall:+.1f}% | "
+            f"{len(records)} "
             f"| {probe_s:.2f} | {probe_s / step_s:.0f} |"
         )
     lines += [
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     ratio = compare["krylov-schur"][0] / compare["arpack"][0]
     lines += [
-        f"| whole probe (incl. building the graph) | | {compare['krylov-schur'][0]:.2f} / {compare['arpack'][0]:.2f} "
+        f"| whole probe (incl. building the graph) | | {compare['krylov-schur'][0]:.2f} / "
+        f"{compare['arpack'][0]:.2f} "
         f"(ratio {ratio:.2f}) |",
         "",
         f"`max_matvecs = {args.budget}`: "

@@ -78,7 +78,8 @@ def probe(game: sd.Game, batch: tuple[torch.Tensor, torch.Tensor], step: int, k:
     for i, value in enumerate(lam.tolist(), start=1):
         print(f"    λ{i:<2d} = {value.real:+.4e} {value.imag:+.4e}j")
     print(
-        f"    min Re λ = {lam.real.min().item():+.4e}   max |Im λ| = {lam.imag.abs().max().item():.4e}"
+        f"    min Re λ = {lam.real.min().item():+.4e}   max |Im λ| = "
+        f"{lam.imag.abs().max().item():.4e}"
     )
 
 

@@ -89,9 +89,9 @@ def _entry(target, rank: int, world_size: int, tmp: str, timeout: float, args: t
 
 # ---------------------------------------------------------------------- shared pieces
 GLOBAL_BATCH = 24
-PROBE = dict(k=4, tol=1e-10, seed=0)
+PROBE: dict[str, Any] = dict(k=4, tol=1e-10, seed=0)
 #: The run's update operator and the Helmholtz split, probed along with the spectra.
-DYNAMICS = dict(update=sd.UpdateRule("gd", lr=0.1), helmholtz=4)
+DYNAMICS: dict[str, Any] = dict(update=sd.UpdateRule("gd", lr=0.1), helmholtz=4)
 
 
 def tiny_gan(dtype: torch.dtype = torch.float64) -> toys.MoGGAN:

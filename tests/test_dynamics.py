@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -174,7 +175,7 @@ def test_update_operator_matches_the_optimisers_step(method, steps):
     h = torch.empty(n, dtype=F64)
     for p in PLAYERS:
         h[game.player_slice(p)] = lr[p] if isinstance(lr, dict) else lr
-    kw = dict(SETTINGS[method])
+    kw: dict[str, Any] = dict(SETTINGS[method])
     if steps == "adam":
         opts, P = set_adam_state(sg.modules)
         kw["preconditioner"] = optimizer_preconditioner(game, opts)
@@ -258,7 +259,7 @@ def test_max_stable_lr_is_the_edge_of_the_dense_update(method):
         eta = factor * bound.lr
         dense = reference_update(method, M, torch.full((game.n,), eta, dtype=F64), first, beta=beta)
         assert (rho(dense) < 1) is stable
-        kw = {"beta": beta} if method == "momentum" else {}
+        kw: dict[str, Any] = {"beta": beta} if method == "momentum" else {}
         assert spectral_radius(update_operator(J, method, eta, **kw), tol=1e-10) == pytest.approx(
             rho(dense), abs=1e-9
         )

@@ -8,10 +8,10 @@ import torch
 from games import gan_game
 
 import specdiag as sd
-from specdiag.trace import SCHEMA_VERSION
 from specdiag.plot import dynamics_figure, plot_trace, spectrum_figure
 from specdiag.stability import update_radius
 from specdiag.summary import format_summary, trace_warnings
+from specdiag.trace import SCHEMA_VERSION
 
 LR = 0.05
 

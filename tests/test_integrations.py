@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from types import SimpleNamespace
+from typing import Any
 
 import lightning.pytorch as L
 import numpy as np
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 BATCH, PER_EPOCH, EPOCHS, EVERY, LATENT = 16, 6, 2, 4, 4
 EXPECTED = [0, 4, 8]  # range(0, PER_EPOCH * EPOCHS, EVERY)
-MONITOR = dict(every=EVERY, k=2, operators=("jacobian",))
+MONITOR: dict[str, Any] = dict(every=EVERY, k=2, operators=("jacobian",))
 OPEN_FOR_WRITING = "import sys, h5py; h5py.File(sys.argv[1], 'r+').close()"
 
 
@@ -57,7 +58,7 @@ def batch_at(data: torch.Tensor, step: int) -> torch.Tensor:
 
 
 class GameBatches:
-    """``batch_fn``: the loader's ``[real]`` -> the game's ``{"real", "z"}``; records what it saw."""
+    """``batch_fn``: the loader's ``[real]`` -> the game's ``{"real", "z"}``; records it."""
 
     def __init__(self, latent: int) -> None:
         self.latent = latent

@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -228,7 +229,7 @@ def test_probe_batch_sources(tmp_path):
         seen.append(step)
         return fixed
 
-    kwargs = dict(every=1, k=2, operators=["jacobian"])
+    kwargs: dict[str, Any] = dict(every=1, k=2, operators=["jacobian"])
     with SpectrumMonitor(gan.game, tmp_path / "a.h5", probe_batch=source, **kwargs) as mon:
         by_callable = mon.step(5)[0]
     with SpectrumMonitor(gan.game, tmp_path / "b.h5", probe_batch=fixed, **kwargs) as mon:

@@ -27,8 +27,9 @@ GAME = textwrap.dedent(
 def snapshots(tmp_path):
     gan = toys.mog_gan(hidden=8, depth=2, seed=0)
     batch = gan.sample(64, torch.Generator().manual_seed(1))
-    with sd.SpectrumMonitor(gan.game, tmp_path / "run.h5", every=10, k=2, probe_batch=batch,
-                            defer=True) as mon:
+    with sd.SpectrumMonitor(
+        gan.game, tmp_path / "run.h5", every=10, k=2, probe_batch=batch, defer=True
+    ) as mon:
         gan.train(21, lr=1e-2, seed=3, callback=lambda step, b: mon.step(step))
     return read_snapshots(mon.snapshot_dir), gan
 
@@ -36,8 +37,9 @@ def snapshots(tmp_path):
 def test_path_angle_between_snapshots_equals_path_angle_of_their_states(tmp_path):
     shots, gan = snapshots(tmp_path)
     start, end = shots[0], shots[-1]
-    direct = sd.path_angle(gan.game, start.state().players, end.state().players,
-                           start.batch(), seed=start.seed)
+    direct = sd.path_angle(
+        gan.game, start.state().players, end.state().players, start.batch(), seed=start.seed
+    )
     before = [p.detach().clone() for p in gan.game.parameters()]
     between = path_angle_between(gan.game, start.path, end.path)
     assert np.array_equal(direct.cosine, between.cosine)
@@ -48,9 +50,20 @@ def test_path_angle_between_snapshots_equals_path_angle_of_their_states(tmp_path
 def test_the_command_writes_the_figure_and_the_table(tmp_path):
     shots, _ = snapshots(tmp_path)
     (tmp_path / "pa_game.py").write_text(GAME)
-    command = [sys.executable, "-m", "specdiag", "path-angle", str(shots[0].path),
-               str(shots[-1].path), "--game", f"{tmp_path / 'pa_game.py'}:game",
-               "--out", str(tmp_path / "pa"), "--points", "12"]
+    command = [
+        sys.executable,
+        "-m",
+        "specdiag",
+        "path-angle",
+        str(shots[0].path),
+        str(shots[-1].path),
+        "--game",
+        f"{tmp_path / 'pa_game.py'}:game",
+        "--out",
+        str(tmp_path / "pa"),
+        "--points",
+        "12",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     table = np.loadtxt(tmp_path / "pa" / "path_angle.csv", delimiter=",", skiprows=1)

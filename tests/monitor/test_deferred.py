@@ -15,8 +15,9 @@ from specdiag.monitor.snapshots import read_snapshots
 def train(path, steps: int, **monitor) -> list[torch.Tensor]:
     gan = toys.mog_gan(hidden=16, depth=2, seed=0)
     batch = gan.sample(128, torch.Generator().manual_seed(1))
-    with sd.SpectrumMonitor(gan.game, path, every=5, k=4, probe_batch=batch, overwrite=True,
-                            **monitor) as mon:
+    with sd.SpectrumMonitor(
+        gan.game, path, every=5, k=4, probe_batch=batch, overwrite=True, **monitor
+    ) as mon:
         gan.train(steps, lr=1e-3, seed=2, callback=lambda step, b: mon.step(step))
     return [p.detach().clone() for p in gan.game.parameters()], gan, mon
 
@@ -30,8 +31,9 @@ def test_deferred_then_probed_equals_the_in_loop_trace(tmp_path, warm_start):
         assert torch.equal(a, b)
     assert not (tmp_path / "run.h5").exists()
     assert [s.step for s in read_snapshots(mon.snapshot_dir)] == [0, 5, 10, 15]
-    probe_snapshots(gan.game, mon.snapshot_dir, tmp_path / "run.h5", k=4,
-                    warm_start=warm_start, progress=False)
+    probe_snapshots(
+        gan.game, mon.snapshot_dir, tmp_path / "run.h5", k=4, warm_start=warm_start, progress=False
+    )
     loop, late = sd.open_trace(tmp_path / "loop.h5"), sd.open_trace(tmp_path / "run.h5")
     assert late.probe_steps().tolist() == loop.probe_steps().tolist() == [0, 5, 10, 15]
     assert late.operators == loop.operators

@@ -161,8 +161,9 @@ def test_a_full_disk_keeps_probes_in_memory_and_writes_them_when_space_returns(t
     path = tmp_path / "run.h5"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TraceWriter, "write", write)
-        with sd.SpectrumMonitor(gan.game, path, every=1, k=2, probe_batch=batch,
-                                resume=False) as mon:
+        with sd.SpectrumMonitor(
+            gan.game, path, every=1, k=2, probe_batch=batch, resume=False
+        ) as mon:
             mon.step(0)
             full["on"] = True
             with pytest.warns(sd.ProbeWarning, match="disk is full.*1 probe"):

@@ -148,8 +148,9 @@ def assert_trace_is(trace_path, records) -> None:
     for op in tr.operators:
         for i, r in enumerate(records):
             o = r[op]
-            np.testing.assert_array_equal(tr.eigenvalues(op)[i], padded(o.eigenvalues, tr.operator_width(op)))
-            np.testing.assert_array_equal(tr.residuals(op)[i], padded(o.residuals, tr.operator_width(op)))
+            width = tr.operator_width(op)
+            np.testing.assert_array_equal(tr.eigenvalues(op)[i], padded(o.eigenvalues, width))
+            np.testing.assert_array_equal(tr.residuals(op)[i], padded(o.residuals, width))
             assert tr.n_matvec(op)[i] == o.n_matvec and tr.status(op)[i] == o.status
             for name, values in tr.scalars(op).items():
                 np.testing.assert_equal(values[i], o.scalars.get(name, np.nan))
