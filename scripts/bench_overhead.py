@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from bench_eigs import write_section
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         5, batch_size=args.batch
     )
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {}
+        runs: dict[str, Any] = {}
         for label, ops in [
             ("plain", None),
             ("J", ("jacobian",)),

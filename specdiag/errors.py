@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
+from typing import Optional
 
 __all__ = [
     "SpecdiagError",
@@ -93,7 +95,8 @@ def user_stacklevel() -> int:
     The first frame outside the specdiag package, however deep inside it the call is.
     """
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 1
+    frame: Optional[FrameType] = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level

@@ -348,7 +348,7 @@ def _numerical_bound(lam: np.ndarray, method: str, beta: float) -> StepSizeBound
     changes = (lo + hi) / 2 / scale[rows]
     edges = np.unique(np.concatenate([[0.0], changes, [_Z_MAX / scale.min()]]))
     mids = (edges[:-1] + edges[1:]) / 2
-    stable = _contracts(lam[:, None] * mids[None, :], method, beta).all(axis=0)
+    stable = np.asarray(_contracts(lam[:, None] * mids[None, :], method, beta).all(axis=0))
     stable[0] = bool(near_zero.all())
     intervals = _merge(edges, stable)
     if not near_zero.all():

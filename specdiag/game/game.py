@@ -156,6 +156,7 @@ class Game:
             params, module = self._collect(_checked_name(name), spec)
             if module is not None:
                 tracked.append(module)
+            if isinstance(spec, nn.Module):
                 wrappers.extend(module_wrappers(spec))
             self._params[name] = params
             self._names[name] = _parameter_names(name, module, params)

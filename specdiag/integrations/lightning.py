@@ -28,7 +28,11 @@ from ..probing.distributed import resolve_group
 try:
     from lightning.pytorch import Callback, LightningModule, Trainer
 except ImportError:  # the standalone package of Lightning 2.x
-    from pytorch_lightning import Callback, LightningModule, Trainer
+    from pytorch_lightning import (  # type: ignore[assignment, unused-ignore]
+        Callback,
+        LightningModule,
+        Trainer,
+    )
 
 __all__ = ["SpectrumCallback"]
 

@@ -294,7 +294,8 @@ class SpectrumMonitor:
         self._budget = _checked_budget(budget)
         self.game, self.path = game, os.fspath(path)
         self.last: Optional[ProbeRecord] = None
-        self._group, self._closed, self._pending = group, False, None
+        self._group, self._closed = group, False
+        self._pending: Optional[int] = None
         self._clock, self._ledger, self._said_cost = TrainingClock(), WarningLedger(), False
         self._unwritten: list[ProbeRecord] = []
         self._warned_purge = self._outage = False
@@ -340,7 +341,7 @@ class SpectrumMonitor:
     def _config(
         self,
         *,
-        resume: bool,
+        resume: Optional[bool],
         swmr: bool,
         metadata: Optional[Mapping[str, Any]],
         group: Optional[ProbeGroup],
@@ -350,7 +351,7 @@ class SpectrumMonitor:
         return {
             "every": schedule_config(self.schedule),
             "probe_batch": self._batches.mode,
-            "resume": bool(resume),
+            "resume": resume,
             "swmr": bool(swmr),
             **self.options.config(),
             "operators": [p.name for p in spectra],

@@ -55,7 +55,8 @@ def tensor_shares(vectors: torch.Tensor, layout: ParameterLayout) -> np.ndarray:
     ``vectors``, real or complex, shape ``(n, m)``).
     """
     weight = vectors.abs().pow(2).to(torch.float64)
-    parts = torch.stack([w.sum(dim=0) for w in torch.split(weight, layout.numels, dim=0)], dim=1)
+    pieces = torch.split(weight, list(layout.numels), dim=0)
+    parts = torch.stack([w.sum(dim=0) for w in pieces], dim=1)
     total = parts.sum(dim=1, keepdim=True)
     return (parts / torch.where(total > 0, total, torch.ones_like(total))).cpu().numpy()
 
