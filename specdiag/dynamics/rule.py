@@ -12,7 +12,7 @@ from ..game import GameJacobian
 from ..registry import update_method
 from ..validation import integer, positive
 from .preconditioner import optimizer_preconditioner
-from .updates import UpdateOperator, update_operator
+from .updates import UpdateOperator, check_update_parameters, update_operator
 
 __all__ = ["UpdateRule", "Optimizers"]
 
@@ -70,7 +70,9 @@ class UpdateRule:
     align: bool | None = None
 
     def __post_init__(self) -> None:
-        update_method(self.method)
+        check_update_parameters(
+            self.method, beta=self.beta, gamma=self.gamma, align=self.align, order=self.order
+        )
         integer(self.k, "k", 1)
         lrs = self.lr.values() if isinstance(self.lr, Mapping) else [self.lr]
         for value in lrs:

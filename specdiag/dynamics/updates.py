@@ -68,7 +68,7 @@ from ..game import Game, GameJacobian
 from ..linalg import eigs
 from ..linalg.operator import LinearOperator
 from ..registry import UPDATE_METHODS as METHOD_REGISTRY
-from ..registry import update_method
+from ..registry import UpdateMethod, update_method
 from ..validation import positive, real
 
 __all__ = [
@@ -371,6 +371,38 @@ class ConsensusUpdate(UpdateOperator):
 UPDATE_METHODS = tuple(METHOD_REGISTRY)
 
 
+def check_update_parameters(
+    method: str,
+    *,
+    beta: float | None = None,
+    gamma: float | None = None,
+    align: bool | None = None,
+    order: Sequence[str] | None = None,
+) -> UpdateMethod:
+    """The registry entry of ``method``, after checking that it gets the parameters it takes.
+
+    Raises
+    ------
+    ValueError
+        ``method`` is unknown, misses a parameter it needs (``beta`` for momentum,
+        ``gamma`` for consensus and SGA) or gets one it does not take.
+    """
+    entry = update_method(method)
+    given = {"beta": beta, "gamma": gamma, "align": align}
+    for name, value in given.items():
+        if name in entry.parameters and value is None:
+            raise ValueError(
+                f"method {method!r} needs {name}: pass {name}=... (see specdiag.UpdateRule)"
+            )
+        if name not in entry.parameters + entry.optional and value is not None:
+            raise ValueError(f"method {method!r} takes no {name}; leave it out")
+    if order is not None and not entry.alternating:
+        raise ValueError(
+            f"order is for alternating methods; method {method!r} updates all players at once"
+        )
+    return entry
+
+
 def update_operator(
     jacobian: GameJacobian,
     method: str,
@@ -408,17 +440,8 @@ def update_operator(
     -------
     UpdateOperator
     """
-    entry = update_method(method)
+    entry = check_update_parameters(method, beta=beta, gamma=gamma, align=align, order=order)
     given = {"beta": beta, "gamma": gamma, "align": align}
-    for name, value in given.items():
-        if name in entry.parameters and value is None:
-            raise ValueError(f"method {method!r} needs {name}")
-        if name not in entry.parameters + entry.optional and value is not None:
-            raise ValueError(f"method {method!r} takes no {name}")
-    if order is not None and not entry.alternating:
-        raise ValueError(
-            f"order is for alternating methods; method {method!r} updates all players at once"
-        )
     module, name = entry.operator.split(":")
     cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
     keywords: dict[str, Any] = {p: given[p] for p in entry.parameters}

@@ -178,3 +178,17 @@ def test_sga_errors():
         SGAUpdate(sd.MatrixOperator(torch.eye(4, dtype=F64)), 0.1, 1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="init"):
         four_player_game(init="ones")
+
+
+def test_an_update_rule_is_checked_when_it_is_made_not_at_its_first_probe():
+    with pytest.raises(ValueError, match="'sga' needs gamma: pass gamma="):
+        sd.UpdateRule("sga", lr=0.1)
+    with pytest.raises(ValueError, match="'momentum' needs beta"):
+        sd.UpdateRule("momentum", lr=0.1)
+    with pytest.raises(ValueError, match="takes no beta"):
+        sd.UpdateRule("gd", lr=0.1, beta=0.5)
+    with pytest.raises(ValueError, match="takes no align"):
+        sd.UpdateRule("consensus", lr=0.1, gamma=1.0, align=True)
+    with pytest.raises(ValueError, match="alternating methods"):
+        sd.UpdateRule("gd", lr=0.1, order=("a", "b"))
+    assert sd.UpdateRule("sga", lr=0.1, gamma=1.0, align=True).align is True
