@@ -13,6 +13,12 @@ otherwise it waits for the first later step where it fits. :math:`\hat c` is the
 time of the last probe; the first probe has no estimate, so it runs when due and
 measures what a probe costs. The overhead after it is then held at :math:`b` for the
 rest of the run (the first probe's share shrinks as training goes on).
+
+Several monitors in one process (one per field, or per probe batch) share the budget:
+the time another monitor spends in its ``step()`` is neither this monitor's training
+time nor left out of its probing time, so :math:`t_{\text{probe}}` above counts the
+work of every monitor since this one started, and ``budget=0.1`` on each keeps the
+whole run's overhead at about 10%. :data:`WATCHING` keeps the process's total.
 """
 
 from __future__ import annotations
@@ -21,7 +27,18 @@ import math
 import time
 from typing import Callable
 
-__all__ = ["TrainingClock"]
+__all__ = ["TrainingClock", "WatchingTime", "WATCHING"]
+
+
+class WatchingTime:
+    """Seconds spent inside the ``step()`` of any monitor of the process, all together."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+#: The process's total, shared by every :class:`TrainingClock` unless told otherwise.
+WATCHING = WatchingTime()
 
 
 class TrainingClock:
@@ -33,6 +50,8 @@ class TrainingClock:
         Seconds of training so far (between ``step()`` calls).
     probe_time : float
         Seconds spent inside ``step()`` doing the monitor's work.
+    other_time : float
+        Seconds other monitors spent in their ``step()`` while this one ran.
     steps : int
         ``step()`` calls so far.
     since_probe : float
@@ -41,20 +60,32 @@ class TrainingClock:
         Wall time of the last probe (NaN before the first).
     now : callable
         The clock, ``time.perf_counter`` (a test may give another).
+    watching : WatchingTime
+        The work of all monitors of the process (default :data:`WATCHING`).
     """
 
-    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, now: Callable[[], float] = time.perf_counter, watching: WatchingTime = WATCHING
+    ) -> None:
         self.now = now
+        self.watching = watching
         self._left = now()
+        self._seen = watching.seconds
         self.train_time = 0.0
         self.probe_time = 0.0
+        self.other_time = 0.0
         self.steps = 0
         self.since_probe = 0.0
         self.last_cost = math.nan
 
     def enter(self) -> None:
-        """A ``step()`` call begins: the time since the last one was training."""
-        elapsed = self.now() - self._left
+        """A ``step()`` call begins: the time since the last one was training.
+
+        Except what other monitors spent in their ``step()`` meanwhile.
+        """
+        others = self.watching.seconds - self._seen
+        elapsed = max(self.now() - self._left - others, 0.0)
+        self.other_time += others
         self.train_time += elapsed
         self.since_probe += elapsed
         self.steps += 1
@@ -62,6 +93,8 @@ class TrainingClock:
     def leave(self, worked: float) -> None:
         """A ``step()`` call ends after ``worked`` seconds of the monitor's work."""
         self.probe_time += worked
+        self.watching.seconds += worked
+        self._seen = self.watching.seconds
         self._left = self.now()
 
     def probed(self, seconds: float) -> None:
@@ -80,7 +113,11 @@ class TrainingClock:
         return self.probe_time / self.train_time if self.train_time > 0 else math.nan
 
     def fits(self, budget: float) -> bool:
-        """Whether a probe of the last probe's cost fits in ``budget`` now."""
+        """Whether a probe of the last probe's cost fits in ``budget`` now.
+
+        Every monitor's work counts against it: this one's and the others'.
+        """
         if math.isnan(self.last_cost):
             return True
-        return self.probe_time + self.last_cost <= budget * self.train_time
+        spent = self.probe_time + self.other_time
+        return spent + self.last_cost <= budget * self.train_time

@@ -161,7 +161,9 @@ class SpectrumMonitor:
         :mod:`specdiag.monitor.clock`): a due probe that does not fit waits for the first
         later step where it does, and is recorded at that step (its message says from
         which step it was postponed). ``budget=0.1`` costs training at most about 10%.
-        The first probe always runs when due: it measures what a probe costs.
+        The first probe always runs when due: it measures what a probe costs. Several
+        monitors of one run share their budgets: each counts the others' work as
+        probing, not training (:mod:`specdiag.monitor.clock`).
     defer : bool
         Probe nothing during training: at each due step save a snapshot of what the
         probe needs (parameters, buffers, the probe batch once if fixed, the seed) into

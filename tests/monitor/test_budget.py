@@ -127,3 +127,47 @@ def test_bad_budget_is_refused(tmp_path):
     for bad in (0, -0.1, 1.5, True, "0.1"):
         with pytest.raises(ValueError, match="budget"):
             sd.SpectrumMonitor(game, tmp_path / "run.h5", budget=bad)
+
+
+def test_two_monitors_of_one_run_share_the_budget(tmp_path):
+    """The second monitor's probes are neither training time for the first nor free."""
+    from specdiag.monitor.clock import WatchingTime
+
+    gan, batch = warmed_up_gan()
+    clock, watching = FakeClock(), WatchingTime()
+    monitors = []
+    for name in ("a", "b"):
+        mon = sd.SpectrumMonitor(
+            gan.game,
+            tmp_path / f"{name}.h5",
+            every=50,
+            k=2,
+            probe_batch=batch,
+            operators=("jacobian",),
+            budget=0.1,
+            overwrite=True,
+        )
+        mon._clock = TrainingClock(clock, watching)
+        probe = mon._session.probe
+
+        def slow_probe(*args, _probe=probe, **kwargs):
+            clock.t += 0.5
+            return _probe(*args, **kwargs)
+
+        mon._session.probe = slow_probe
+        monitors.append(mon)
+    records = {0: 0, 1: 0}
+    for step in range(2000):
+        clock.t += 0.01
+        for i, mon in enumerate(monitors):
+            records[i] += len(mon.step(step))
+    for mon in monitors:
+        mon.close()
+    train = 2000 * 0.01
+    spent = 0.5 * (records[0] + records[1])
+    # alone, each would take 4 probes; together they share 0.1 of the training time
+    assert records[0] >= 1 and records[1] >= 1 and records[0] + records[1] <= 5
+    assert spent <= 0.1 * train + 0.5 + 1e-9  # the first probes run before any estimate
+    for mon in monitors:
+        assert mon._clock.train_time == pytest.approx(train, rel=1e-6)
+    assert watching.seconds == pytest.approx(spent, rel=1e-6)
