@@ -202,9 +202,18 @@ def path_angle(
 
     Examples
     --------
-    >>> pa = path_angle(game, start, end)        # doctest: +SKIP
-    >>> pa.sign_changes()                        # doctest: +SKIP
-    array([0.99...])
+    A potential game, :math:`L = \frac12\|x\|^2` for one player, on the line from
+    :math:`x = 1` through the minimum to :math:`x = -1`: the field points along the line
+    before the minimum and against it after.
+
+    >>> x = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    >>> game = sd.Game({"x": [x]}, lambda batch: {"x": 0.5 * (x @ x)})
+    >>> start, end = {"x": [torch.ones(2)]}, {"x": [-torch.ones(2)]}
+    >>> pa = path_angle(game, start, end, alphas=np.linspace(0, 1, 11))
+    >>> pa.cosine[[0, -1]]
+    array([ 1., -1.])
+    >>> pa.sign_changes()
+    array([0.5])
     """
     grid = _grid(alphas)
     for name, state in (("start", start), ("end", end)):

@@ -181,7 +181,14 @@ class GradientDescentUpdate(UpdateOperator):
 
     Examples
     --------
-    >>> T = GradientDescentUpdate(GameJacobian(toy.game), lr=0.5, alternating=True)  # doctest: +SKIP
+    On the Dirac-GAN, simultaneous steps spiral out (:math:`\rho > 1`) and alternating
+    steps circle (:math:`\rho = 1`):
+
+    >>> J = GameJacobian(toys.dirac_gan(loss="wgan").game)
+    >>> round(spectral_radius(GradientDescentUpdate(J, lr=0.5)), 6)
+    1.118034
+    >>> round(spectral_radius(GradientDescentUpdate(J, lr=0.5, alternating=True)), 6)
+    1.0
     """
 
     def __init__(

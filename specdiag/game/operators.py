@@ -56,8 +56,13 @@ class GameJacobian(LinearOperator):
 
     Examples
     --------
-    >>> J = sd.GameJacobian(game, batch)          # doctest: +SKIP
-    >>> r = sd.eigs(J, k=10)                      # doctest: +SKIP
+    >>> gan = toys.mog_gan(hidden=8, depth=1)
+    >>> J = sd.GameJacobian(gan.game, gan.sample(64, torch.Generator().manual_seed(0)))
+    >>> J.shape
+    (187, 187)
+    >>> r = sd.eigs(J, k=4)
+    >>> r.all_converged
+    True
     """
 
     prefer_transpose = True

@@ -40,7 +40,7 @@ class SpectrumHandler:
     monitor : SpectrumMonitor
         The monitor to drive. When the run ends the handler closes it and detaches
         itself; to continue training with another ``engine.run(...)``, attach a new
-        monitor on the same path (its default ``resume=True`` appends to the trace).
+        monitor on the same path with ``resume=True`` (it appends to the trace).
     batch_fn : callable, optional
         ``batch_fn(batch) -> game batch``: turns ``engine.state.batch`` into the batch
         the game's loss closure takes. Called only when a probe is due. Default: the
@@ -54,7 +54,16 @@ class SpectrumHandler:
 
     Examples
     --------
-    >>> handler = SpectrumHandler(monitor).attach(trainer)   # doctest: +SKIP
+    >>> from ignite.engine import Engine
+    >>> gan = toys.mog_gan(hidden=8, depth=1)
+    >>> trainer = Engine(lambda engine, batch: None)  # your training step
+    >>> monitor = sd.SpectrumMonitor(
+    ...     gan.game, "run.h5", every=2, k=2, operators=("jacobian",),
+    ...     probe_batch=gan.sample(64, torch.Generator().manual_seed(0)))
+    >>> handler = SpectrumHandler(monitor).attach(trainer)
+    >>> _ = trainer.run(range(5), max_epochs=1)
+    >>> sd.open_trace("run.h5").probe_steps()
+    array([0, 2, 4])
     """
 
     def __init__(

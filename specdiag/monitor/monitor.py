@@ -104,7 +104,10 @@ class SpectrumMonitor:
         Anything with ``add_scalar(tag, value, global_step)``, such as TensorBoard's
         ``SummaryWriter``: every probe's scalars go there too, tagged
         ``specdiag/<operator>/<scalar>`` (with ``/batch<i>`` appended when several
-        probe batches are probed).
+        probe batches are probed). A real ``SummaryWriter`` (one with
+        ``add_histogram`` and ``add_figure``) also gets histograms of the eigenvalues
+        and the Jacobian's eigenvalue cloud
+        (:class:`~specdiag.monitor.tensorboard.TensorBoardLogger` lists the tags).
     resume : bool or None
         When ``path`` holds probes of an earlier run: ``True`` continues that trace,
         replacing its probes at or after the first step probed now (as after a restart

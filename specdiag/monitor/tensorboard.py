@@ -73,10 +73,13 @@ class TensorBoardLogger:
 
     Examples
     --------
-    >>> from torch.utils.tensorboard import SummaryWriter       # doctest: +SKIP
-    >>> writer = SummaryWriter("runs/gan")                       # doctest: +SKIP
-    >>> mon = sd.SpectrumMonitor(game, "run.h5", every=100, summary_writer=writer)  # doctest: +SKIP
-    >>> # or, for records of sd.probe: TensorBoardLogger(writer)(record)
+    >>> from torch.utils.tensorboard import SummaryWriter
+    >>> writer = SummaryWriter("runs/gan")
+    >>> game = toys.dirac_gan(loss="standard", r1=0.6).game
+    >>> with sd.SpectrumMonitor(game, "run.h5", every=1, k=2, summary_writer=writer) as mon:
+    ...     _ = mon.step(0)  # the monitor logs through a TensorBoardLogger
+    >>> TensorBoardLogger(writer)(sd.probe(game, k=2, step=1))  # a probe of your own
+    >>> writer.close()
     """
 
     def __init__(self, writer: Any, *, figures: bool = True, histograms: bool = True) -> None:

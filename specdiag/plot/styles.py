@@ -219,8 +219,14 @@ def style(name: Union[str, Style] = "paper", width: Width = None) -> Iterator[St
     Examples
     --------
     >>> from specdiag import plot
-    >>> with plot.style("paper", width="column"):  # doctest: +SKIP
+    >>> game = toys.dirac_gan(loss="standard", r1=0.6).game
+    >>> with sd.SpectrumMonitor(game, "run.h5", every=1, k=2) as mon:
+    ...     for step in range(3):
+    ...         _ = mon.step(step)
+    >>> with plot.style("paper", width="column"):
     ...     fig = plot.spectrum_figure("run.h5")
+    >>> float(fig.get_size_inches()[0])  # one column of a printed page
+    3.5
     """
     token = _CURRENT.set((_named(name), _check_width(width)))
     try:

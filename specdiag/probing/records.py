@@ -146,8 +146,14 @@ class ProbeRecord(Mapping):
 
     Examples
     --------
-    >>> rec = sd.probe(game, batch, k=10)                    # doctest: +SKIP
-    >>> rec["jacobian"].eigenvalues, rec["jacobian"].scalars["min_real"]   # doctest: +SKIP
+    >>> toy = toys.dirac_gan(loss="standard", r1=0.6)  # J = [[0, 0.5], [-0.5, 0.6]]
+    >>> rec = sd.probe(toy.game, k=2)
+    >>> rec.status, list(rec)
+    ('ok', ['jacobian', 'generator', 'discriminator'])
+    >>> rec["jacobian"].eigenvalues
+    array([0.3+0.4j, 0.3-0.4j])
+    >>> round(rec["jacobian"].scalars["min_real"], 12)
+    0.3
     """
 
     step: int | None

@@ -349,9 +349,11 @@ def mog_gan(
     >>> gan = toys.mog_gan(hidden=220, depth=3)
     >>> sum(gan.n_parameters.values())
     199543
-    >>> history = gan.train(10, seed=0)                  # doctest: +SKIP
-    >>> batch = gan.sample(256)                          # doctest: +SKIP
-    >>> r = sd.eigs(sd.GameJacobian(gan.game, batch), k=10)   # doctest: +SKIP
+    >>> history = gan.train(10, seed=0)
+    >>> batch = gan.sample(256, torch.Generator().manual_seed(0))
+    >>> r = sd.eigs(sd.GameJacobian(gan.game, batch), k=4)
+    >>> r.all_converged
+    True
     """
     if loss not in MOG_LOSSES:
         raise ValueError(f"loss must be one of {MOG_LOSSES}, got {loss!r}")
