@@ -115,7 +115,10 @@ def probe(
         ``ceil(k/2)`` from the top, ``floor(k/2)`` from the bottom, so negative
         curvature shows).
     tol, ncv, maxiter, backend
-        Passed to the solvers (see :func:`~specdiag.eigs`).
+        Passed to the solvers (see :func:`~specdiag.eigs`). ``ncv=None`` chooses the
+        basis size from the memory free: ``max(3k, 30)`` vectors when they take at most
+        5% of it, else ``max(2k + 1, 20)``
+        (:func:`~specdiag.probing.memory.choose_ncv`).
     max_matvecs : int, optional
         Product budget of *each* operator's solve, so that a probe cannot stall
         training. A solve stopped there before converging has status ``"budget"``.
@@ -403,10 +406,11 @@ def _build(
 def _memory_failure(game: Game, plans: list[Plan], ctx: ProbeContext) -> Optional[_Failure]:
     """A failure when the solves would not fit in the memory free now, else None."""
     solver, rule = ctx.options.solver, ctx.options.update
+    ncvs = [ctx.solver_options(p).ncv for p in plans if p.solver is not None]
     memory = probe_memory(
         game,
         k=max(p.k for p in plans),
-        ncv=solver.ncv,
+        ncv=max((n for n in ncvs if n is not None), default=None),
         operators=[p.name for p in plans],
         basis_device=solver.basis.device,
         basis_dtype=solver.basis.dtype,

@@ -35,10 +35,39 @@ from ..linalg.options import default_ncv
 from ..registry import update_method
 from .analyses import DENSITY_PREFIX, SYMMETRIC
 
-__all__ = ["ProbeMemory", "probe_memory", "available_memory"]
+__all__ = ["ProbeMemory", "probe_memory", "available_memory", "roomy_ncv", "choose_ncv"]
 
 #: Working vectors of length n a product and one orthogonalisation step hold at once.
 WORKING_VECTORS = 4
+#: A roomy basis is used when it takes at most this share of the free memory.
+ROOMY_SHARE = 0.05
+
+
+def roomy_ncv(k: int) -> int:
+    r"""The basis a probe takes when memory allows: ``max(3k, 30)`` vectors.
+
+    A larger basis restarts less often and keeps more of the unwanted spectrum
+    deflated, so a solve needs fewer products: on the 69k-parameter MoG GAN at
+    :math:`k = 10`, 258 products for the Jacobian and both Hessians against 301 with
+    :func:`~specdiag.linalg.options.default_ncv`'s 21 (at :math:`k = 8`, 201 against
+    208). Each step's Gram--Schmidt pass reads the basis once, which costs far less
+    than a product of :math:`J` while :math:`\mathrm{ncv} \ll n`.
+    """
+    return max(3 * k, 30)
+
+
+def choose_ncv(k: int, n: int, dtype: torch.dtype, device: torch.device) -> int:
+    """The basis size of a solve whose ``ncv`` was not given.
+
+    :func:`roomy_ncv` when its basis takes at most :data:`ROOMY_SHARE` of the memory
+    free on ``device`` now, else :func:`~specdiag.linalg.options.default_ncv`.
+    """
+    roomy = roomy_ncv(k)
+    if n <= roomy + 1:
+        return default_ncv(k)
+    if basis_bytes(roomy + 1, n, dtype) <= ROOMY_SHARE * available_memory(device):
+        return roomy
+    return default_ncv(k)
 
 
 @dataclass(frozen=True)

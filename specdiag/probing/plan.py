@@ -11,6 +11,7 @@ from ..game import Game
 from ..linalg.options import SolverOptions
 from ..registry import scalar_names
 from .analyses import DENSITY_PREFIX, SYMMETRIC
+from .memory import choose_ncv
 from .options import DEFAULT_K, ProbeOptions
 
 __all__ = ["Plan", "plan_operators", "layout_spec", "DEFAULT_WHICH", "SPECTRA"]
@@ -124,11 +125,11 @@ def plan_operators(game: Game, options: ProbeOptions) -> list[Plan]:
         solver = options.solver.replace(
             k=min(options.k, size), which=chosen.get(name, DEFAULT_WHICH[kind])
         )
-        plans.append(_checked(Plan(name, kind, size, solver, extras=extras), game))
+        plans.append(_checked(Plan(name, kind, size, solver, extras=extras), game, options))
     if options.update is not None:
         size = game.n * (2 if options.update.augmented else 1)
         solver = options.solver.replace(k=min(options.k, options.update.k, size), which="LM")
-        plans.append(_checked(Plan("update", "update", size, solver), game))
+        plans.append(_checked(Plan("update", "update", size, solver), game, options))
     if options.helmholtz is not None:
         plans.append(Plan("helmholtz", "helmholtz", game.n, None))
     return plans + _density_plans(game, options)
@@ -217,8 +218,18 @@ def _array(dims: list[str], description: str) -> dict[str, Any]:
     return {"dims": dims, "dtype": "f8", "description": description}
 
 
-def _checked(plan: Plan, game: Game) -> Plan:
-    """``plan`` with ``which`` upper-cased, after checking its settings for its operator."""
-    assert plan.solver is not None
-    settings = plan.solver.resolve(plan.n, game.dtype, symmetric=plan.symmetric)
-    return dataclasses.replace(plan, solver=plan.solver.replace(which=settings.which))
+def _checked(plan: Plan, game: Game, options: ProbeOptions) -> Plan:
+    """``plan`` with ``which`` upper-cased and ``ncv`` chosen, after checking its settings.
+
+    An ``ncv`` not given is chosen from the memory free where the basis will live
+    (:func:`~specdiag.probing.memory.choose_ncv`).
+    """
+    solver = plan.solver
+    assert solver is not None
+    if solver.ncv is None:
+        basis = options.solver.basis
+        device = game.device if basis.device is None else basis.device
+        dtype = game.dtype if basis.dtype is None else basis.dtype
+        solver = solver.replace(ncv=choose_ncv(solver.k, plan.n, dtype, device))
+    settings = solver.resolve(plan.n, game.dtype, symmetric=plan.symmetric)
+    return dataclasses.replace(plan, solver=solver.replace(which=settings.which))

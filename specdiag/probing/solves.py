@@ -22,7 +22,7 @@ from ..dynamics import helmholtz_split
 from ..errors import ConvergenceWarning, NonFiniteError
 from ..game import Game, GameField, GameJacobian, PlayerHessian
 from ..linalg.density import spectral_density
-from ..linalg.options import SolverOptions
+from ..linalg.options import SolverOptions, default_ncv
 from ..linalg.parts import SymmetricPart
 from ..linalg.solvers import solve
 from ..stability import max_stable_lr
@@ -89,12 +89,22 @@ class ProbeContext:
         return op if self.group is None else AveragedOperator(op, self.group, self.weight)
 
     def solver_options(self, plan: Plan) -> SolverOptions:
-        """The plan's solver options, with the basis sharded over the group if asked."""
-        assert plan.solver is not None
-        if not (self.options.shard_basis and self.group is not None):
-            return plan.solver
-        basis = dataclasses.replace(plan.solver.basis, group=self.group.group or True)
-        return plan.solver.replace(basis=basis)
+        """The plan's solver options, with the basis sharded over the group if asked.
+
+        Ranks of a distributed probe must run identical iterations, so an ``ncv`` that
+        was chosen from each rank's free memory is replaced by the default there.
+        """
+        solver = plan.solver
+        assert solver is not None
+        if self.group is None:
+            return solver
+        if self.options.solver.ncv is None:
+            solver = solver.replace(ncv=default_ncv(solver.k))
+        if not self.options.shard_basis:
+            return solver
+        return solver.replace(
+            basis=dataclasses.replace(solver.basis, group=self.group.group or True)
+        )
 
     @property
     def field_seed(self) -> Optional[int]:
