@@ -1,4 +1,4 @@
-"""Worker functions for tests/test_distributed.py, run in spawned processes.
+"""Worker functions for tests/probing/test_distributed.py, run in spawned processes.
 
 :func:`launch` starts ``world_size`` processes, each joining a gloo process group (on a
 file store in a temporary directory, so no port can clash) and calling

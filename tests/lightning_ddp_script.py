@@ -1,4 +1,4 @@
-"""A Lightning run of a tiny GAN with specdiag's callback, for tests/test_distributed.py.
+"""A Lightning run of a tiny GAN with specdiag's callback, for tests/probing/test_distributed.py.
 
     python lightning_ddp_script.py TRACE DEVICES
 

@@ -419,7 +419,7 @@ def test_a_trace_that_cannot_be_written_is_a_warning_unless_raise(tmp_path):
 def test_sigkill_of_a_monitored_training_run_keeps_every_completed_probe(tmp_path):
     """kill -9 mid-run: the trace opens and holds every probe reported written."""
     path = tmp_path / "killed.h5"
-    script = Path(__file__).with_name("monitored_training_proc.py")
+    script = Path(__file__).resolve().parents[1] / "monitored_training_proc.py"
     proc = subprocess.Popen(
         [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True
     )
