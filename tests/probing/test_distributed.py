@@ -134,7 +134,7 @@ def test_a_basis_in_lower_precision_gives_the_eigenvalues_to_its_precision(
     sym = sd.eigsh(A + A.T, k=4, tol=1e-3, basis_dtype=dtype, return_eigenvectors=True)
     ref_sym = sd.eigsh(A + A.T, k=4, tol=1e-6)
     np.testing.assert_allclose(sym.eigenvalues.numpy(), ref_sym.eigenvalues.numpy(), rtol=rtol)
-    assert sym.eigenvectors.dtype == torch.float32
+    assert sym.eigenvectors is not None and sym.eigenvectors.dtype == torch.float32
 
 
 def test_a_basis_on_the_host_and_a_probe_with_a_half_precision_basis():
