@@ -268,7 +268,9 @@ class DDPGAN:
         self.game = sd.Game({"generator": self.G, "discriminator": self.D}, self.closure)
         self.data = torch.Generator().manual_seed(100 + rank)
 
-    def _count(self, state: object, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    # unannotated on purpose: DDP compares a hook's annotations with dist.GradBucket and
+    # torch.futures.Future, and ``from __future__ import annotations`` makes them strings
+    def _count(self, state, bucket):
         self.comm_calls += 1
         # None is the default group (torch's hook resolves it; its annotation omits None)
         return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
