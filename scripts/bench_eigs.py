@@ -266,7 +266,7 @@ def gan_cases(
 
 # ---------------------------------------------------------------------- update operators
 #: (method, options) of every update operator benchmarked; momentum -0.3 as in Gidel et al.
-UPDATE_CASES = (
+UPDATE_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("gd", {}),
     ("alternating_gd", {}),
     ("extragradient", {}),

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         5, batch_size=args.batch
     )
     with tempfile.TemporaryDirectory() as tmp:
-        runs: dict[str, Any] = {}
+        runs: dict[str, tuple[float, toys.MoGGAN, list]] = {}
         for label, ops in [
             ("plain", None),
             ("J", ("jacobian",)),

@@ -1,4 +1,4 @@
-"""Worker functions for tests/test_distributed.py, run in spawned processes.
+"""Worker functions for tests/probing/test_distributed.py, run in spawned processes.
 
 :func:`launch` starts ``world_size`` processes, each joining a gloo process group (on a
 file store in a temporary directory, so no port can clash) and calling
@@ -30,7 +30,7 @@ from torch.nn import functional as F
 import specdiag as sd
 from specdiag import toys
 from specdiag.errors import ProbeWarning
-from specdiag.probing.distributed import AveragedOperator, resolve_group
+from specdiag.probing.distributed import AveragedOperator, ProbeGroup, resolve_group
 
 
 def launch(
@@ -161,15 +161,23 @@ def probe_equality(rank: int, world_size: int, sizes: list[int] | None = None) -
     return out
 
 
+def world_group() -> ProbeGroup:
+    """The default group of this launch (always more than one rank)."""
+    group = resolve_group(None)
+    assert group is not None, "the workers run in a process group of several ranks"
+    return group
+
+
 def sharded_eigs(rank: int, world_size: int) -> dict[str, Any]:
     """eigs with eigenvectors on a replicated and on a sharded basis, same operator
     (a rank's block of rows of a 101 x 101 matrix, averaged: n not divisible by W)."""
     A = torch.randn(101, 101, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     local = sd.MatrixOperator(world_size * A * (torch.arange(101) % world_size == rank)[:, None])
-    op = AveragedOperator(local, resolve_group(None), 1.0 / world_size)
-    out = {}
+    op = AveragedOperator(local, world_group(), 1.0 / world_size)
+    out: dict[str, Any] = {}
     for label, group in (("replicated", None), ("sharded", True)):
         r = sd.eigs(op, k=4, tol=1e-12, return_eigenvectors=True, basis_group=group)
+        assert r.eigenvectors is not None
         out[label] = (r.eigenvalues.numpy(), r.eigenvectors.numpy(), r.n_matvec)
     out["dense"] = np.linalg.eigvals(A.numpy())
     return out
@@ -207,14 +215,14 @@ class FailingProduct(sd.LinearOperator):
     _rmatvec = _matvec
 
 
-def failures(rank: int, world_size: int) -> dict[str, Any]:
+def failures(rank: int, world_size: int) -> dict[str | None, Any]:
     """A closure raising on rank 1, NaN on rank 1, a product raising on rank 1, each
     followed by a probe that works; ``on_error="raise"`` raises on every rank."""
     gan = tiny_gan()
     batch = shard(global_batch(gan), 12 * rank, 12 * rank + 12)
     closure = Poisoned(gan.losses, rank, bad_rank=1)
     game = sd.Game({"generator": gan.generator, "discriminator": gan.discriminator}, closure)
-    out: dict[str, Any] = {}
+    out: dict[str | None, Any] = {}  # keyed by the closure's failure mode, None: no failure
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ProbeWarning)
         for mode in ("raise", "nan", None):
@@ -229,9 +237,7 @@ def failures(rank: int, world_size: int) -> dict[str, Any]:
     out["warnings"] = len([w for w in caught if issubclass(w.category, ProbeWarning)])
     out["syncbn"] = sync_batchnorm(rank)
     matrix = torch.randn(50, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    op = AveragedOperator(
-        FailingProduct(matrix, 5 if rank == 1 else None), resolve_group(None), 0.5
-    )
+    op = AveragedOperator(FailingProduct(matrix, 5 if rank == 1 else None), world_group(), 0.5)
     try:
         sd.eigs(op, k=3)
     except RuntimeError as exc:
@@ -262,9 +268,12 @@ class DDPGAN:
         self.game = sd.Game({"generator": self.G, "discriminator": self.D}, self.closure)
         self.data = torch.Generator().manual_seed(100 + rank)
 
+    # unannotated on purpose: DDP compares a hook's annotations with dist.GradBucket and
+    # torch.futures.Future, and ``from __future__ import annotations`` makes them strings
     def _count(self, state, bucket):
         self.comm_calls += 1
-        return default_hooks.allreduce_hook(None, bucket)
+        # None is the default group (torch's hook resolves it; its annotation omits None)
+        return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         real = batch["real"]
@@ -298,6 +307,12 @@ class DDPGAN:
         }
 
 
+def grad_of(p: torch.Tensor) -> torch.Tensor:
+    """``p.grad``, which a training step has set."""
+    assert p.grad is not None, "the training step left a parameter without a gradient"
+    return p.grad
+
+
 def ddp_training(rank: int, world_size: int, tmp: str, steps: int = 7) -> dict[str, Any]:
     """The same DDP run without and with a monitor (every 3 steps; the closure raises
     on rank 1 at step 3): final parameters, gradients around each probe, DDP's
@@ -313,13 +328,13 @@ def ddp_training(rank: int, world_size: int, tmp: str, steps: int = 7) -> dict[s
         with sd.SpectrumMonitor(run.game, path, every=3, k=2, tol=1e-4, resume=False) as monitor:
             for step in range(steps):
                 batch = run.step()
-                grads = [p.grad.clone() for p in run.game.parameters()]
+                grads = [grad_of(p).clone() for p in run.game.parameters()]
                 before = run.comm_calls
                 run.closure.armed = "raise" if step == 3 else None
                 monitor.step(step, batch)
                 comm_during_probes += run.comm_calls - before
                 grads_kept &= all(
-                    torch.equal(g, p.grad) for g, p in zip(grads, run.game.parameters())
+                    torch.equal(g, grad_of(p)) for g, p in zip(grads, run.game.parameters())
                 )
     same = all(torch.equal(a, b) for a, b in zip(plain.state().values(), run.state().values()))
     return {

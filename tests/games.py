@@ -10,7 +10,7 @@ parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ class SmallGame:
     """A game, its modules, and a dense reference Jacobian."""
 
     game: sd.Game
-    modules: dict[str, nn.Module]
+    modules: Mapping[str, nn.Module]
     loss_fn: Callable[[dict[str, dict[str, torch.Tensor]]], dict[str, torch.Tensor]]
 
     def dense_jacobian(self) -> torch.Tensor:
@@ -54,14 +54,15 @@ class SmallGame:
         }
 
         def field(flat: torch.Tensor) -> torch.Tensor:
-            params, start = {}, 0
+            params: dict[str, dict[str, torch.Tensor]] = {}
+            start = 0
             for p in names:
                 params[p] = {}
                 for key, size, shape in zip(keys[p], sizes[p], shapes[p]):
                     params[p][key] = flat[start : start + size].view(shape)
                     start += size
             losses = self.loss_fn(params)
-            grads = []
+            grads: list[torch.Tensor] = []
             for p in names:
                 g = torch.autograd.grad(losses[p], list(params[p].values()), create_graph=True)
                 grads.extend(t.reshape(-1) for t in g)
@@ -143,7 +144,7 @@ def sorted_by(values: np.ndarray, which: str) -> np.ndarray:
     return values[wanted_order(values, which)]
 
 
-def assert_same(before: dict, after: dict) -> None:
+def assert_same(before: Mapping[Any, Any], after: Mapping[Any, Any]) -> None:
     """Two state snapshots (name -> tensor, list of tensors or value) are bitwise equal."""
     assert before.keys() == after.keys()
     for key, old in before.items():
@@ -159,9 +160,9 @@ def assert_same(before: dict, after: dict) -> None:
             assert old == new, key
 
 
-def snapshot(modules: list[nn.Module]) -> dict:
+def snapshot(modules: list[nn.Module]) -> dict[object, Any]:
     """Everything a probe must leave as it was: values bitwise, identities, flags."""
-    out = {}
+    out: dict[object, Any] = {}
     for i, root in enumerate(modules):
         for name, m in root.named_modules():
             out[i, name, "training"] = m.training

@@ -1,4 +1,4 @@
-"""A Lightning run of a tiny GAN with specdiag's callback, for tests/test_distributed.py.
+"""A Lightning run of a tiny GAN with specdiag's callback, for tests/probing/test_distributed.py.
 
     python lightning_ddp_script.py TRACE DEVICES
 
@@ -17,7 +17,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from specdiag import toys
+from specdiag import Game, toys
 from specdiag.integrations.lightning import SpectrumCallback
 
 GLOBAL_BATCH, STEPS = 16, 6
@@ -53,12 +53,18 @@ class LitGAN(L.LightningModule):
         )
 
 
+def lit_game(module: L.LightningModule) -> Game:
+    """The callback's ``game_fn``: the game of a :class:`LitGAN`."""
+    assert isinstance(module, LitGAN)
+    return module.gan.game
+
+
 def main(path: str, devices: int) -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     module = LitGAN()
     callback = SpectrumCallback(
-        lambda m: m.gan.game,
+        lit_game,
         path,
         batch_fn=lambda b: {"real": b[0], "z": b[1]},
         every=2,

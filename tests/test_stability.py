@@ -66,7 +66,7 @@ def test_gd_has_no_stable_step_size_when_some_real_part_is_not_positive(lam):
     assert not bound.exists and bound.lr == 0.0 and bound.intervals == ()
     assert "no stable step size" in str(bound)
     assert "Re λ <= 0" in bound.reason or "λ = 0" in bound.reason
-    assert bound.limiting_eigenvalue.real <= 0
+    assert bound.limiting_eigenvalue is not None and bound.limiting_eigenvalue.real <= 0
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,7 @@ class MoGGAN:
         betas: tuple[float, float] = (0.5, 0.999),
         momentum: float = 0.0,
         seed: int = 0,
-        callback: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+        callback: Callable[[int, dict[str, torch.Tensor]], object] | None = None,
     ) -> dict[str, torch.Tensor]:
         r"""Train both players by simultaneous updates.
 

@@ -43,8 +43,8 @@ __all__ = [
 
 #: ``sample(batch_size, generator) -> batch``, drawing from the private generator given.
 Sampler = Callable[[int, torch.Generator], Any]
-#: ``callback(step, batch)``, called after each step's update.
-Callback = Callable[[int, Any], None]
+#: ``callback(step, batch)``, called after each step's update; what it returns is ignored.
+Callback = Callable[[int, Any], object]
 #: ``losses(batch) -> {player: scalar loss}``.
 LossClosure = Callable[[Any], Mapping[str, torch.Tensor]]
 

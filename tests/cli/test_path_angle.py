@@ -31,6 +31,7 @@ def snapshots(tmp_path):
         gan.game, tmp_path / "run.h5", every=10, k=2, probe_batch=batch, defer=True
     ) as mon:
         gan.train(21, lr=1e-2, seed=3, callback=lambda step, b: mon.step(step))
+    assert mon.snapshot_dir is not None  # defer=True
     return read_snapshots(mon.snapshot_dir), gan
 
 

@@ -57,7 +57,7 @@ def budgeted(tmp_path, budget: float, every: int, steps: int, step_s: float, pro
         clock.t += probe_s
         return probe(*args, **kwargs)
 
-    mon._session.probe = slow_probe
+    mon._session.probe = slow_probe  # type: ignore[method-assign]  # a probe on the test's clock
     records = []
     with mon:
         for step in range(steps):
@@ -126,7 +126,7 @@ def test_bad_budget_is_refused(tmp_path):
     game = toys.dirac_gan().game
     for bad in (0, -0.1, 1.5, True, "0.1"):
         with pytest.raises(ValueError, match="budget"):
-            sd.SpectrumMonitor(game, tmp_path / "run.h5", budget=bad)
+            sd.SpectrumMonitor(game, tmp_path / "run.h5", budget=bad)  # type: ignore[arg-type]
 
 
 def test_two_monitors_of_one_run_share_the_budget(tmp_path):

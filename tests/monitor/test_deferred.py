@@ -12,7 +12,9 @@ from specdiag.monitor.offline import probe_snapshots
 from specdiag.monitor.snapshots import read_snapshots
 
 
-def train(path, steps: int, **monitor) -> list[torch.Tensor]:
+def train(
+    path, steps: int, **monitor
+) -> tuple[list[torch.Tensor], toys.MoGGAN, sd.SpectrumMonitor]:
     gan = toys.mog_gan(hidden=16, depth=2, seed=0)
     batch = gan.sample(128, torch.Generator().manual_seed(1))
     with sd.SpectrumMonitor(
@@ -27,9 +29,10 @@ def test_deferred_then_probed_equals_the_in_loop_trace(tmp_path, warm_start):
     loop_params, _, _ = train(tmp_path / "loop.h5", 16, warm_start=warm_start)
     deferred_params, gan, mon = train(tmp_path / "run.h5", 16, defer=True)
     # training is the same in both modes, and the deferred monitor wrote no trace
-    for a, b in zip(loop_params, deferred_params):
-        assert torch.equal(a, b)
+    for in_loop, deferred in zip(loop_params, deferred_params):
+        assert torch.equal(in_loop, deferred)
     assert not (tmp_path / "run.h5").exists()
+    assert mon.snapshot_dir is not None  # defer=True
     assert [s.step for s in read_snapshots(mon.snapshot_dir)] == [0, 5, 10, 15]
     probe_snapshots(
         gan.game, mon.snapshot_dir, tmp_path / "run.h5", k=4, warm_start=warm_start, progress=False

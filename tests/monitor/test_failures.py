@@ -100,6 +100,7 @@ def test_loggers_that_raise_are_warned_about_once(tmp_path):
         ) as mon:
             for step in range(3):
                 mon.step(step)
+                assert mon.last is not None
                 seen.append(mon.last.step)
     texts = [str(w.message) for w in said]
     assert sum("summary_writer raised OSError" in t for t in texts) == 1
@@ -131,7 +132,7 @@ def test_bad_steps_and_schedules_say_what_to_do(tmp_path):
     game = toys.dirac_gan().game
     with sd.SpectrumMonitor(game, tmp_path / "run.h5", every=2, k=2, resume=False) as mon:
         with pytest.raises(TypeError, match="step \\(the training step\\) must be an integer"):
-            mon.step(None)
+            mon.step(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="never probe"):
         sd.SpectrumMonitor(game, tmp_path / "other.h5", every=[])
 

@@ -134,7 +134,7 @@ def test_a_basis_in_lower_precision_gives_the_eigenvalues_to_its_precision(
     sym = sd.eigsh(A + A.T, k=4, tol=1e-3, basis_dtype=dtype, return_eigenvectors=True)
     ref_sym = sd.eigsh(A + A.T, k=4, tol=1e-6)
     np.testing.assert_allclose(sym.eigenvalues.numpy(), ref_sym.eigenvalues.numpy(), rtol=rtol)
-    assert sym.eigenvectors.dtype == torch.float32
+    assert sym.eigenvectors is not None and sym.eigenvectors.dtype == torch.float32
 
 
 def test_a_basis_on_the_host_and_a_probe_with_a_half_precision_basis():
@@ -184,8 +184,12 @@ def test_memory_report_and_refusal(monkeypatch):
 # ---------------------------------------------------------------------- Lightning
 def test_lightning_ddp_on_two_processes_writes_the_trace_of_one_process(tmp_path):
     """strategy="ddp", 2 CPU processes, against 1 process on the same global batches."""
-    script = Path(__file__).with_name("lightning_ddp_script.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    script = Path(__file__).resolve().parents[1] / "lightning_ddp_script.py"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
     runs = {
         devices: subprocess.Popen(
             [sys.executable, str(script), str(tmp_path / f"run{devices}.h5"), str(devices)],

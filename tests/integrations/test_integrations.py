@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as L
 import numpy as np
@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from ignite.engine import Engine, Events
 from torch.utils.data import DataLoader, TensorDataset
 
-from specdiag import toys
+from specdiag import Game, toys
 from specdiag.integrations.ignite import SpectrumHandler, attach_spectrum_monitor
 from specdiag.integrations.lightning import SpectrumCallback
 from specdiag.monitor import SpectrumMonitor
@@ -121,7 +121,9 @@ class LitGAN(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if self.trainer.fit_loop.total_batch_idx == self.fail_at:
             raise RuntimeError("training failed on purpose")
-        opt_g, opt_d = self.optimizers()
+        optimizers = self.optimizers()
+        assert isinstance(optimizers, list)  # one per player
+        opt_g, opt_d = optimizers
         gan_step(self.gan, batch[0], opt_g, opt_d, backward=self.manual_backward)
 
     def configure_optimizers(self):
@@ -129,6 +131,12 @@ class LitGAN(L.LightningModule):
             torch.optim.SGD(self.generator.parameters(), lr=0.01),
             torch.optim.SGD(self.discriminator.parameters(), lr=0.01),
         )
+
+
+def lit_game(module: L.LightningModule) -> Game:
+    """The callback's ``game_fn``: the game of a :class:`LitGAN`."""
+    assert isinstance(module, LitGAN)
+    return module.gan.game
 
 
 class SaveAfterFirstEpoch(L.Callback):
@@ -157,9 +165,7 @@ def lightning_trainer(max_epochs: int = EPOCHS, callbacks=()) -> L.Trainer:
 
 def lightning_callback(path, latent: int, **kwargs) -> tuple[SpectrumCallback, GameBatches]:
     batches = GameBatches(latent)
-    return SpectrumCallback(
-        lambda m: m.gan.game, path, batch_fn=batches, **MONITOR, **kwargs
-    ), batches
+    return SpectrumCallback(lit_game, path, batch_fn=batches, **MONITOR, **kwargs), batches
 
 
 def test_lightning_probes_at_batch_indices_not_global_step(tmp_path) -> None:
@@ -249,7 +255,7 @@ def test_lightning_closes_the_monitor_when_training_fails(tmp_path) -> None:
     callback, batches = lightning_callback(path, module.gan.latent, swmr=True)
     with pytest.raises(RuntimeError, match="on purpose"):
         lightning_trainer(callbacks=[callback]).fit(module, loader(data))
-    assert callback.monitor.closed
+    assert callback.monitor is not None and callback.monitor.closed
     assert_closed_trace(path, steps=[0, 4])
     assert_probed_batches(batches.seen, data, steps=[0, 4])
 
@@ -258,7 +264,9 @@ def test_lightning_other_ranks_do_nothing(tmp_path) -> None:
     path = tmp_path / "run.h5"
     module = LitGAN()
     callback, batches = lightning_callback(path, module.gan.latent)
-    rank1 = SimpleNamespace(is_global_zero=False, fit_loop=SimpleNamespace(total_batch_idx=0))
+    # a stand-in Trainer on rank 1: the attributes the callback reads, nothing else
+    fake = SimpleNamespace(is_global_zero=False, fit_loop=SimpleNamespace(total_batch_idx=0))
+    rank1 = cast(L.Trainer, fake)
     callback.on_fit_start(rank1, module)
     callback.on_train_batch_end(rank1, module, None, [torch.zeros(BATCH, 2)], 0)
     callback.on_fit_end(rank1, module)
@@ -268,12 +276,13 @@ def test_lightning_other_ranks_do_nothing(tmp_path) -> None:
 
 def test_lightning_callback_checks_its_arguments(tmp_path) -> None:
     with pytest.raises(TypeError, match="game_fn"):
-        SpectrumCallback("not callable", tmp_path / "run.h5")
+        SpectrumCallback("not callable", tmp_path / "run.h5")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="batch_fn"):
-        SpectrumCallback(lambda m: m.gan.game, tmp_path / "run.h5", batch_fn=3)
-    callback = SpectrumCallback(lambda m: "not a game", tmp_path / "run.h5")
+        SpectrumCallback(lit_game, tmp_path / "run.h5", batch_fn=3)  # type: ignore[arg-type]
+    callback = SpectrumCallback(lambda m: "not a game", tmp_path / "run.h5")  # type: ignore[arg-type, return-value]
+    rank0 = cast(L.Trainer, SimpleNamespace(is_global_zero=True))  # a stand-in Trainer
     with pytest.raises(TypeError, match="specdiag.Game"):
-        callback.on_fit_start(SimpleNamespace(is_global_zero=True), LitGAN())
+        callback.on_fit_start(rank0, LitGAN())
 
 
 # ---------------------------------------------------------------------- Ignite
@@ -406,10 +415,10 @@ def test_ignite_leaves_exceptions_to_the_users_own_handler(tmp_path) -> None:
 
 def test_ignite_handler_checks_its_arguments(tmp_path) -> None:
     with pytest.raises(TypeError, match="SpectrumMonitor"):
-        SpectrumHandler(object())
+        SpectrumHandler(object())  # type: ignore[arg-type]
     monitor = SpectrumMonitor(tiny_gan().game, tmp_path / "run.h5", **MONITOR)
     with pytest.raises(TypeError, match="batch_fn"):
-        SpectrumHandler(monitor, batch_fn=3)
+        SpectrumHandler(monitor, batch_fn=3)  # type: ignore[arg-type]
     monitor.close()
 
 

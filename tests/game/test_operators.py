@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -178,7 +179,8 @@ def test_bad_vectors_are_refused_clearly():
     H = sd.PlayerHessian(sg.game, "generator", None)
     n, n_g = J.shape[0], H.shape[0]
     shape = rf"expected a vector of shape \({n},\)"
-    bad = [
+    # (product, vector, error, message); one vector is a list, on purpose
+    bad: list[tuple[Callable[[Any], torch.Tensor], object, type[Exception], str]] = [
         (J.matvec, torch.zeros(n + 1, dtype=F64), ValueError, rf"{shape}, got \({n + 1},\)"),
         (J.rmatvec, torch.zeros(n, 1, dtype=F64), ValueError, rf"{shape}, got \({n}, 1\)"),
         (
@@ -213,10 +215,10 @@ def test_one_field_serves_every_operator():
     game, calls, Jd = counting_gan()
     field = sd.GameField(game, "batch")
     players = game.player_names
-    ops = [sd.GameJacobian.from_field(field)]
+    ops: list[sd.GameJacobian | sd.PlayerHessian] = [sd.GameJacobian.from_field(field)]
     ops += [sd.PlayerHessian.from_field(field, p) for p in players]
     assert calls == ["batch"]
-    separate = [sd.GameJacobian(game, "batch")]
+    separate: list[sd.GameJacobian | sd.PlayerHessian] = [sd.GameJacobian(game, "batch")]
     separate += [sd.PlayerHessian(game, p, "batch") for p in players]
     assert len(calls) == 4
     for shared, alone in zip(ops, separate):
@@ -317,7 +319,8 @@ def test_products_inside_no_grad_and_inference_mode(mode):
 def test_wrapped_players_are_read_through_the_underlying_module(wrap):
     sg, Jd = reference("wgan")
     wrapper = nn.DataParallel if wrap == "DataParallel" else torch.compile  # CPU: no GPU needed
-    wrapped = {p: wrapper(m) for p, m in sg.modules.items()}
+    # torch.compile is typed as returning a plain callable; on a module it returns a module
+    wrapped: dict[str, Any] = {p: wrapper(m) for p, m in sg.modules.items()}
 
     def losses(batch):
         return sg.loss_fn({p: dict(m.named_parameters()) for p, m in sg.modules.items()})

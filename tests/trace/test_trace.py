@@ -24,7 +24,7 @@ from trace_writer_proc import (
 from specdiag.errors import TraceError
 from specdiag.trace import MESSAGE_BYTES, STATUSES, TraceWriter, open_trace
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # holds trace_writer_proc.py
 
 
 def writer(path, **kwargs) -> TraceWriter:
@@ -532,7 +532,7 @@ def test_trace_module_never_imports_torch(tmp_path):
         "print(t.__name__, sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, timeout=TIMEOUT_S
+        [sys.executable, "-c", code], cwd=TESTS, capture_output=True, text=True, timeout=TIMEOUT_S
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[0] == "specdiag.trace []"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import pytest
 import torch
 from games import gan_game, three_player_game
@@ -114,7 +116,8 @@ def _frozen_module() -> nn.Module:
 
 _shared = leaf(2)
 
-DEFINITION_ERRORS = {
+# (players factory, losses, error, message): the players and losses are wrong on purpose
+DEFINITION_ERRORS: dict[str, tuple[Callable[[], Any], Any, type[Exception], str]] = {
     "players-not-mapping": (
         lambda: [leaf(2)],
         lambda b: {},
@@ -182,7 +185,7 @@ def test_definition_errors(case):
 
 def test_modules_argument_must_hold_modules():
     with pytest.raises(TypeError, match="modules must hold nn.Module"):
-        sd.Game({"a": leaf(2)}, lambda b: {}, modules=[leaf(2)])
+        sd.Game({"a": leaf(2)}, lambda b: {}, modules=[leaf(2)])  # type: ignore[list-item]
 
 
 # ---------------------------------------------------------------------- loss errors

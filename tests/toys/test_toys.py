@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ def operator_matrix(op: sd.LinearOperator) -> torch.Tensor:
 
 
 def field_jacobian(
-    losses: dict[str, torch.Tensor], players: dict[str, list[torch.Tensor]]
+    losses: Mapping[str, torch.Tensor], players: Mapping[str, Sequence[torch.Tensor]]
 ) -> torch.Tensor:
     """Dense J = dv/dx by differentiating every entry of v with plain autograd."""
     params = [p for ps in players.values() for p in ps]
@@ -40,8 +41,8 @@ def field_jacobian(
         if not vi.requires_grad:
             rows.append(torch.zeros(n, dtype=v.dtype))
             continue
-        parts = torch.autograd.grad(vi, params, retain_graph=True, allow_unused=True)
-        parts = [torch.zeros_like(p) if g is None else g for p, g in zip(params, parts)]
+        grads = torch.autograd.grad(vi, params, retain_graph=True, allow_unused=True)
+        parts = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
         rows.append(torch.cat([g.reshape(-1) for g in parts]))
     return torch.stack(rows).detach()
 
@@ -258,7 +259,8 @@ def test_mog_parameter_counts(hidden, depth, latent, batchnorm, activation):
 def test_mog_documented_sizes():
     assert sum(toys.mog_gan_parameter_count(220, 3).values()) == 199_543
     assert sum(toys.mog_gan_parameter_count(576, 4).values()) == 2_007_363
-    assert "199,543" in toys.mog_gan.__doc__ and "2,007,363" in toys.mog_gan.__doc__
+    doc = toys.mog_gan.__doc__
+    assert doc is not None and "199,543" in doc and "2,007,363" in doc
 
 
 def test_mog_sampling_is_seeded_and_on_the_ring():

@@ -147,7 +147,7 @@ def test_plot_script_is_the_plot_command(tmp_path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=str(Path(__file__).resolve().parent.parent),
+        cwd=str(Path(__file__).resolve().parents[2]),
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "figs" / "spectrum.png").exists()

@@ -23,7 +23,7 @@ from specdiag.errors import TraceError
 from specdiag.plot import data, files
 from specdiag.trace import TraceWriter, open_trace
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OPERATORS = {
     "jacobian": {"kind": "jacobian", "which": "LM", "n": 8},
     "generator": {"kind": "hessian", "which": "LA", "n": 4},

@@ -30,7 +30,7 @@ def test_every():
     with pytest.raises(ValueError, match="n must be >= 1"):
         Every(0)
     with pytest.raises(TypeError, match="integer"):
-        Every(2.5)
+        Every(2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="integer"):
         Every(True)
 
@@ -41,9 +41,9 @@ def test_at_steps():
     assert "AtSteps([0, 3, 7, 100])" == repr(schedule)
     assert due_steps(AtSteps([]), 10) == []
     with pytest.raises(TypeError):
-        AtSteps([1, 2.0])
+        AtSteps([1, 2.0])  # type: ignore[list-item]
     with pytest.raises(TypeError):
-        AtSteps(5)
+        AtSteps(5)  # type: ignore[arg-type]
 
 
 def test_log_spaced_is_dense_early_and_sparse_later():
@@ -75,7 +75,7 @@ def test_as_schedule():
     assert as_schedule(odd) is odd and isinstance(odd, Schedule)
     for bad in (2.5, "10", None, True):
         with pytest.raises(TypeError, match="every must be"):
-            as_schedule(bad)
+            as_schedule(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         as_schedule(0)
 

@@ -106,7 +106,7 @@ def test_probe_records_the_helmholtz_split(small):
 def test_bad_dynamics_settings_are_refused(small):
     g, _ = small
     with pytest.raises(TypeError, match="UpdateRule"):
-        sd.probe(g.game, update={"method": "gd", "lr": 0.1})
+        sd.probe(g.game, update={"method": "gd", "lr": 0.1})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="helmholtz"):
         sd.probe(g.game, helmholtz=1)
     with pytest.raises(ValueError, match="unknown update method"):

@@ -140,6 +140,7 @@ def test_nan_mid_training_is_recorded_and_training_goes_on(tmp_path):
     with pytest.warns(ProbeWarning) as caught:
         with SpectrumMonitor(gan.game, tmp_path / "run.h5", every=10, k=3) as mon:
             gan.train(30, mon, before_step=poison)
+            assert mon.last is not None
             assert mon.last.step == 20 and mon.last.status == "ok"
     problems = [w for w in caught if issubclass(w.category, ProbeWarning)]
     assert len(problems) == 1 and "step 10" in str(problems[0].message)
@@ -382,11 +383,11 @@ def test_bad_settings_are_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown operator"):
         SpectrumMonitor(game, tmp_path / "a.h5", operators=["critic"])
     with pytest.raises(TypeError, match="every"):
-        SpectrumMonitor(game, tmp_path / "a.h5", every=2.5)
+        SpectrumMonitor(game, tmp_path / "a.h5", every=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="on_error"):
         SpectrumMonitor(game, tmp_path / "a.h5", on_error="loud")
     with pytest.raises(TypeError, match="specdiag.Game"):
-        SpectrumMonitor(object(), tmp_path / "a.h5")
+        SpectrumMonitor(object(), tmp_path / "a.h5")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="metadata must hold JSON"):
         SpectrumMonitor(game, tmp_path / "a.h5", metadata={"optimizer": object()})
 
@@ -419,12 +420,13 @@ def test_a_trace_that_cannot_be_written_is_a_warning_unless_raise(tmp_path):
 def test_sigkill_of_a_monitored_training_run_keeps_every_completed_probe(tmp_path):
     """kill -9 mid-run: the trace opens and holds every probe reported written."""
     path = tmp_path / "killed.h5"
-    script = Path(__file__).with_name("monitored_training_proc.py")
+    script = Path(__file__).resolve().parents[1] / "monitored_training_proc.py"
     proc = subprocess.Popen(
         [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True
     )
     reported: list[int] = []
     try:
+        assert proc.stdout is not None  # stdout=PIPE
         deadline = time.monotonic() + 120
         while len(reported) < 4 and time.monotonic() < deadline:
             line = proc.stdout.readline()

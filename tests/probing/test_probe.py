@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -371,6 +372,7 @@ def process_group(tmp_path):
 @pytest.mark.parametrize("wrap", ["DataParallel", "DistributedDataParallel", "compile"])
 def test_wrapped_models_are_probed_through_their_underlying_modules(wrap, request, monkeypatch):
     expected = quiet_probe(small_gan()[0], k=3)
+    wrapper: Callable[[nn.Module], Any]
     if wrap == "DistributedDataParallel":
         request.getfixturevalue("process_group")
         wrapper = nn.parallel.DistributedDataParallel
@@ -380,12 +382,15 @@ def test_wrapped_models_are_probed_through_their_underlying_modules(wrap, reques
     game, G, D = small_gan(wrap=wrapper)
     Gw, Dw = game.wrappers
     assert game.modules == (G, D)
-    calls = []
+    calls: list[int] = []
     if wrap != "compile":  # the wrapper's own forward (collectives, scatter) never runs
         original = type(Gw).forward
-        monkeypatch.setattr(
-            type(Gw), "forward", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw)
-        )
+
+        def counted_forward(self: nn.Module, *a: Any, **kw: Any) -> Any:
+            calls.append(1)
+            return original(self, *a, **kw)
+
+        monkeypatch.setattr(type(Gw), "forward", counted_forward)
     before = snapshot([G, D])
     forwards = [w.__dict__.get("forward") for w in (Gw, Dw)]
     rec = quiet_probe(game, k=3)

@@ -270,6 +270,7 @@ def test_no_stable_lr_when_some_real_part_is_not_positive():
     lam = toy.eigenvalues().numpy()
     bound = max_stable_lr(lam, "gd")
     assert not bound.exists and bound.lr == 0.0
+    assert bound.limiting_eigenvalue is not None
     assert "Re λ <= 0" in bound.reason and bound.limiting_eigenvalue.real == 0
     eg = max_stable_lr(lam, "extragradient")
     assert eg.lr == pytest.approx(1 / np.abs(lam).max(), rel=1e-9)
@@ -389,7 +390,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="order is for alternating"):
         update_operator(J, "gd", 0.1, order=PLAYERS)
     with pytest.raises(TypeError, match="GameJacobian"):
-        update_operator(torch.eye(3, dtype=F64), "gd", 0.1)
+        update_operator(torch.eye(3, dtype=F64), "gd", 0.1)  # type: ignore[arg-type]
     three = GameJacobian(three_player_game().game)
     with pytest.raises(ValueError, match="two-player games; this game has 3 players"):
         update_operator(three, "alternating_momentum", 0.1, beta=0.1)
