@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import torch
+
 from ..game import Game
 from ..linalg.options import SolverOptions
 from ..registry import scalar_names
@@ -228,7 +230,7 @@ def _checked(plan: Plan, game: Game, options: ProbeOptions) -> Plan:
     assert solver is not None
     if solver.ncv is None:
         basis = options.solver.basis
-        device = game.device if basis.device is None else basis.device
+        device = game.device if basis.device is None else torch.device(basis.device)
         dtype = game.dtype if basis.dtype is None else basis.dtype
         solver = solver.replace(ncv=choose_ncv(solver.k, plan.n, dtype, device))
     settings = solver.resolve(plan.n, game.dtype, symmetric=plan.symmetric)

@@ -154,7 +154,7 @@ def test_two_monitors_of_one_run_share_the_budget(tmp_path):
             clock.t += 0.5
             return _probe(*args, **kwargs)
 
-        mon._session.probe = slow_probe
+        mon._session.probe = slow_probe  # type: ignore[method-assign]
         monitors.append(mon)
     records = {0: 0, 1: 0}
     for step in range(2000):

@@ -153,13 +153,13 @@ def test_eigenvalues_are_those_of_the_solvers_on_the_same_operators():
     assert np.allclose(rec["jacobian"].eigenvalues, direct.eigenvalues.numpy(), rtol=1e-12, atol=0)
     assert np.array_equal(rec["jacobian"].converged, direct.converged.numpy())
     assert rec["jacobian"].which == "LR" and rec["jacobian"].kind == "jacobian"
-    for player, which in (("generator", "BE"), ("discriminator", "SA")):
+    for player, end in (("generator", "BE"), ("discriminator", "SA")):
         gen = torch.Generator().manual_seed(3)
         direct = sd.eigsh(
-            sd.PlayerHessian.from_field(field, player), k=4, which=which, ncv=20, generator=gen
+            sd.PlayerHessian.from_field(field, player), k=4, which=end, ncv=20, generator=gen
         )
         got = rec[player]
-        assert got.kind == "hessian" and got.which == which
+        assert got.kind == "hessian" and got.which == end
         assert got.eigenvalues.dtype == np.complex128 and not got.eigenvalues.imag.any()
         assert np.allclose(got.eigenvalues.real, direct.eigenvalues.numpy(), rtol=1e-12, atol=0)
         assert got.scalars == {"max": got.eigenvalues.real.max(), "min": got.eigenvalues.real.min()}
