@@ -74,10 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The demo's options: DemoConfig field, its argument's type and help.
+DEMO_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("steps", int, "training steps per run"),
+    ("every", int, "a probe is due every N steps"),
+    (
+        "budget",
+        None,
+        "share of the training time probes may take; due probes that do not fit "
+        "wait ('none': every due probe runs)",
+    ),
+    ("k", int, "eigenvalues per operator"),
+    ("seed", int, "random seed of both runs"),
+    ("lr", float, "learning rate"),
+    ("optimizer", ("rmsprop", "adam", "sgd"), "optimiser of both players"),
+    ("loss", ("nonsaturating", "minimax", "wgan"), "GAN loss"),
+    ("consensus", float, "γ of consensus optimisation"),
+    ("batch_size", int, "batch size"),
+)
+
+
 def _add_demo(commands: Any) -> None:
     from .demo import DemoConfig
 
-    d = DemoConfig()
+    defaults = DemoConfig()
     demo = commands.add_parser(
         "demo",
         help="train the built-in GAN two ways and show its spectra (a few minutes)",
@@ -92,40 +112,21 @@ def _add_demo(commands: Any) -> None:
         metavar="DIR",
         help="output directory (default: %(default)s)",
     )
-    demo.add_argument(
-        "--steps", type=int, default=d.steps, help="training steps per run (default: %(default)s)"
-    )
-    demo.add_argument(
-        "--every", type=int, default=d.every, help="probe every N steps (default: %(default)s)"
-    )
-    demo.add_argument(
-        "--k", type=int, default=d.k, help="eigenvalues per operator (default: %(default)s)"
-    )
-    demo.add_argument(
-        "--seed", type=int, default=d.seed, help="random seed of both runs (default: %(default)s)"
-    )
-    demo.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
-    demo.add_argument(
-        "--optimizer",
-        choices=("rmsprop", "adam", "sgd"),
-        default=d.optimizer,
-        help="optimiser of both players (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--loss",
-        choices=("nonsaturating", "minimax", "wgan"),
-        default=d.loss,
-        help="GAN loss (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--consensus",
-        type=float,
-        default=d.consensus,
-        help="γ of consensus optimisation (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help="batch size (default: %(default)s)"
-    )
+    for name, kind, text in DEMO_OPTIONS:
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        if isinstance(kind, tuple):
+            demo.add_argument(
+                flag, choices=kind, default=default, help=f"{text} (default: %(default)s)"
+            )
+        else:
+            demo.add_argument(
+                flag,
+                type=_budget if name == "budget" else kind,
+                default=default,
+                metavar="FRACTION|none" if name == "budget" else None,
+                help=f"{text} (default: %(default)s)",
+            )
     _add_output_options(demo)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
@@ -156,6 +157,19 @@ def _add_style_options(parser: argparse.ArgumentParser) -> None:
         help="figure width: one column (3.5 in), a page (7 in) or inches",
     )
     parser.add_argument("--dpi", type=float, default=None, help="resolution of raster figures")
+
+
+def _budget(value: str) -> Optional[float]:
+    """``--budget``: a fraction in (0, 1], or ``none``."""
+    if value.lower() == "none":
+        return None
+    try:
+        budget = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a fraction or 'none': {value!r}") from None
+    if not 0 < budget <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return budget
 
 
 def _width(value: Optional[str]) -> Any:
@@ -341,17 +355,7 @@ def _open(path: str, swmr: bool = False) -> Any:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
-    config = DemoConfig(
-        steps=args.steps,
-        every=args.every,
-        k=args.k,
-        seed=args.seed,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        loss=args.loss,
-        consensus=args.consensus,
-        batch_size=args.batch_size,
-    )
+    config = DemoConfig(**{name: getattr(args, name) for name, _, _ in DEMO_OPTIONS})
     run_demo(args.out, config, force=args.force, progress=not args.no_progress, fmt=args.format)
     return 0
 

@@ -78,7 +78,11 @@ class DemoConfig:
     steps : int
         Training steps of each run.
     every : int
-        Probe every ``every`` steps (and at the last step).
+        A probe is due every ``every`` steps (and at the last step, always probed).
+    budget : float or None
+        Share of the training time the probes may take (see
+        :class:`~specdiag.SpectrumMonitor`): due probes that do not fit wait until they
+        do. ``None``: every due probe runs when due.
     k : int
         Eigenvalues per operator and probe.
     seed : int
@@ -98,6 +102,7 @@ class DemoConfig:
 
     steps: int = 4000
     every: int = 200
+    budget: Optional[float] = 0.5
     k: int = 10
     seed: int = 0
     lr: float = 1e-3
@@ -117,6 +122,8 @@ class DemoConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.budget is not None and not 0 < self.budget <= 1:
+            raise ValueError(f"budget must be in (0, 1] or None, got {self.budget!r}")
 
 
 @dataclass
@@ -199,46 +206,19 @@ def _check_out(out: Path, force: bool) -> None:
             raise FileExistsError(f"{path} exists; pass --force to overwrite")
 
 
-def _train_one(
-    run: str, config: DemoConfig, out: Path, progress: bool
-) -> tuple[Any, dict[str, Path], float]:
-    """Train one run with its monitors attached; return the GAN, its traces and the seconds."""
-    import time
-
+def _monitors(
+    run: str, gan: Any, config: DemoConfig, out: Path, schedule: Any
+) -> tuple[list[Any], dict[str, Path]]:
+    """The run's monitors: the field it follows, and (consensus) the game's own field."""
     import torch
-    from tqdm.auto import tqdm
 
     from .dynamics import UpdateRule
     from .monitor import SpectrumMonitor
-    from .monitor.schedules import AtSteps
-    from .toys import MoGGAN, mog_gan
+    from .toys import MoGGAN
 
-    gamma = config.consensus if run == "consensus" else 0.0
-    gan = mog_gan(
-        hidden=config.hidden,
-        depth=config.depth,
-        radius=1.0,
-        std=0.01,
-        latent=16,
-        loss=config.loss,
-        consensus=gamma,
-        seed=config.seed,
-    )
     probe_batch = gan.sample(config.batch_size, torch.Generator().manual_seed(config.seed + 1))
-    schedule = AtSteps(sorted(set(range(0, config.steps, config.every)) | {config.steps - 1}))
-    metadata = {
-        "run": run,
-        "optimizer": config.optimizer,
-        "lr": config.lr,
-        "loss": config.loss,
-        "consensus": gamma,
-        "batch_size": config.batch_size,
-        "seed": config.seed,
-        "model": f"MLP {config.depth}x{config.hidden}, ring of 8 Gaussians",
-    }
-    # the game each trace measures: the field the run follows, and (consensus) the plain game
     games = {run: gan.game}
-    if gamma > 0:
+    if gan.consensus > 0:
         plain = MoGGAN(
             gan.generator,
             gan.discriminator,
@@ -255,6 +235,16 @@ def _train_one(
         lr=config.lr,
         optimizers=None if config.optimizer == "sgd" else (lambda: gan.optimizers),
     )
+    metadata = {
+        "run": run,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "loss": config.loss,
+        "consensus": gan.consensus,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "model": f"MLP {config.depth}x{config.hidden}, ring of 8 Gaussians",
+    }
     monitors = [
         SpectrumMonitor(
             game,
@@ -267,9 +257,40 @@ def _train_one(
             operators=None if name == run else ("jacobian",),
             update=rule if name == run else None,
             helmholtz=HELMHOLTZ_SAMPLES,
+            budget=config.budget,
         )
         for name, game in games.items()
     ]
+    return monitors, traces
+
+
+def _train_one(
+    run: str, config: DemoConfig, out: Path, progress: bool
+) -> tuple[Any, dict[str, Path], float]:
+    """Train one run with its monitors attached; return the GAN, its traces and the seconds.
+
+    The monitors are called at every step, so that a probe the budget postponed runs as
+    soon as it fits; the last step is always probed.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .monitor.schedules import Every
+    from .toys import mog_gan
+
+    gamma = config.consensus if run == "consensus" else 0.0
+    gan = mog_gan(
+        hidden=config.hidden,
+        depth=config.depth,
+        radius=1.0,
+        std=0.01,
+        latent=16,
+        loss=config.loss,
+        consensus=gamma,
+        seed=config.seed,
+    )
+    monitors, traces = _monitors(run, gan, config, out, Every(config.every))
     label = "simultaneous GD" if gamma == 0 else f"consensus (γ={gamma:g})"
     bar = tqdm(
         total=config.steps,
@@ -281,9 +302,10 @@ def _train_one(
     )
 
     def callback(step: int, batch: Any) -> None:
-        if schedule.due(step):
-            bar.set_postfix_str("probing", refresh=True)
-            jac = [m.step(step)[0]["jacobian"].scalars for m in monitors][0]
+        last = step == config.steps - 1
+        records = [m.step(step, force=last) for m in monitors][0]
+        if records:
+            jac = records[0]["jacobian"].scalars
             bar.set_postfix_str(
                 f"step {step}: min Re λ {jac['min_real']:+.3g}, max |Im λ| {jac['max_imag']:.3g}",
                 refresh=False,
@@ -427,6 +449,52 @@ def _samples_figure(results: list[RunResult], centres: np.ndarray, std: float) -
     return fig
 
 
+#: The rows of the demo's summary, one cell per trace each.
+SUMMARY_ROWS = (
+    "probes",
+    "probes converged",
+    "final min Re λ",
+    "final max |Im λ|",
+    "final max |Im λ / Re λ|",
+    "final |λ|max",
+    "final eigenvalues with Re λ < 0",
+    "probes with min Re λ < 0",
+    "largest |Im λ| over training",
+    "median max |Im λ / Re λ|",
+    "final ρ(∂T) of the run's step",
+    "probes with ρ(∂T) > 1",
+    "median rotation ‖A‖²/‖J‖²",
+    "median zero-sum defect",
+    "modes covered (run)",
+    "samples within 3σ of a mode (run)",
+    "training + probing time (run)",
+)
+
+
+def _summary_cells(tr: Any, result: RunResult) -> list[str]:
+    """One trace's column of the summary (:data:`SUMMARY_ROWS`)."""
+    cov = result.coverage
+    sc = tr.scalars("jacobian")
+    eig = tr.eigenvalues("jacobian")
+    last = eig[-1][np.isfinite(eig[-1])]
+    return [
+        f"{len(tr)}",
+        f"{int((tr.status('jacobian') == 'ok').sum())}/{len(tr)}",
+        f"{sc['min_real'][-1]:+.3g}",
+        f"{sc['max_imag'][-1]:.3g}",
+        f"{sc['max_imag_over_real'][-1]:.3g}",
+        f"{sc['spectral_radius'][-1]:.3g}",
+        f"{int((last.real < 0).sum())}/{last.size}",
+        f"{int((sc['min_real'] < 0).sum())}/{len(tr)}",
+        f"{np.nanmax(sc['max_imag']):.3g}",
+        f"{np.nanmedian(sc['max_imag_over_real']):.3g}",
+        *_dynamics_cells(tr),
+        f"{cov['modes']}/{cov['of']}",
+        f"{100 * cov['high_quality']:.0f}%",
+        f"{result.seconds:.0f} s",
+    ]
+
+
 def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
     """The demo's findings as text.
 
@@ -435,56 +503,20 @@ def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
     """
     from .trace import open_trace
 
-    columns: dict[str, list[str]] = {}
-    for r in results:
-        cov = r.coverage
-        for name in (n for n in TRACES if n in r.traces):
-            tr = open_trace(r.traces[name])
-            sc = tr.scalars("jacobian")
-            eig = tr.eigenvalues("jacobian")
-            last = eig[-1][np.isfinite(eig[-1])]
-            columns[TRACE_LABELS[name]] = [
-                f"{len(tr)}",
-                f"{int((tr.status('jacobian') == 'ok').sum())}/{len(tr)}",
-                f"{sc['min_real'][-1]:+.3g}",
-                f"{sc['max_imag'][-1]:.3g}",
-                f"{sc['max_imag_over_real'][-1]:.3g}",
-                f"{sc['spectral_radius'][-1]:.3g}",
-                f"{int((last.real < 0).sum())}/{last.size}",
-                f"{int((sc['min_real'] < 0).sum())}/{len(tr)}",
-                f"{np.nanmax(sc['max_imag']):.3g}",
-                f"{np.nanmedian(sc['max_imag_over_real']):.3g}",
-                *_dynamics_cells(tr),
-                f"{cov['modes']}/{cov['of']}",
-                f"{100 * cov['high_quality']:.0f}%",
-                f"{r.seconds:.0f} s",
-            ]
-    labels = [
-        "probes",
-        "probes converged",
-        "final min Re λ",
-        "final max |Im λ|",
-        "final max |Im λ / Re λ|",
-        "final |λ|max",
-        "final eigenvalues with Re λ < 0",
-        "probes with min Re λ < 0",
-        "largest |Im λ| over training",
-        "median max |Im λ / Re λ|",
-        "final ρ(∂T) of the run's step",
-        "probes with ρ(∂T) > 1",
-        "median rotation ‖A‖²/‖J‖²",
-        "median zero-sum defect",
-        "modes covered (run)",
-        "samples within 3σ of a mode (run)",
-        "training + probing time (run)",
-    ]
-    width = max(map(len, labels))
+    columns = {
+        TRACE_LABELS[name]: _summary_cells(open_trace(r.traces[name]), r)
+        for r in results
+        for name in TRACES
+        if name in r.traces
+    }
+    width = max(map(len, SUMMARY_ROWS))
     cw = max(max(len(v) for v in col) for col in columns.values())
     cw = max(cw, *(len(n) for n in columns))
+    budget = "" if config.budget is None else f" within {config.budget:.0%} of the training time"
     lines = [
         f"specdiag demo: GAN on a ring of 8 Gaussians (MLPs {config.depth}x{config.hidden}), "
         f"{config.optimizer} lr {config.lr:g}, {config.loss} loss, {config.steps} steps, "
-        f"probe every {config.every} steps, k = {config.k}, seed {config.seed}.",
+        f"probes due every {config.every} steps{budget}, k = {config.k}, seed {config.seed}.",
         "Top-k eigenvalues by magnitude of: J along the simultaneous-GD run; J along the "
         f"consensus run (γ = {config.consensus:g});",
         "and the Jacobian of v + γJᵀv, the field consensus optimisation follows, along "
@@ -494,7 +526,7 @@ def demo_summary(results: list[RunResult], config: DemoConfig) -> str:
         "",
         " " * width + "  " + "  ".join(n.rjust(cw) for n in columns),
     ]
-    for j, label in enumerate(labels):
+    for j, label in enumerate(SUMMARY_ROWS):
         lines.append(
             label.ljust(width) + "  " + "  ".join(col[j].rjust(cw) for col in columns.values())
         )

@@ -40,7 +40,11 @@ def test_demo_writes_traces_figures_and_summary(demo_dir):
         ("consensus-game", "consensus"),
     ]:
         tr = open_trace(out / f"{name}.h5")
-        np.testing.assert_array_equal(tr.probe_steps(), [0, 10, 20, 29])
+        # the default budget: the first probe when due, the last step always, others
+        # when they fit in half the training time (never before they are due)
+        steps = tr.probe_steps().tolist()
+        assert steps[0] == 0 and steps[-1] == 29 and steps == sorted(set(steps))
+        assert tr.meta["config"]["budget"] == DemoConfig().budget == 0.5
         expected = (
             ("jacobian", "helmholtz")
             if name == "consensus-game"
@@ -62,6 +66,7 @@ def test_demo_writes_traces_figures_and_summary(demo_dir):
     header = summary.splitlines()[5]
     assert [label in header for label in TRACE_LABELS.values()] == [True] * 3
     assert "modes covered" in summary and "ρ(∂T)" in summary
+    assert "within 50% of the training time" in summary
 
 
 def test_consensus_run_measures_both_fields(demo_dir):
@@ -98,6 +103,8 @@ def test_demo_refuses_to_overwrite_without_force(demo_dir):
         (("--steps", "0"), "steps must be a positive integer"),
         (("--lr", "-1"), "lr must be a positive number"),
         (("--optimizer", "lbfgs"), "invalid choice"),
+        (("--budget", "2"), "must be in (0, 1]"),
+        (("--budget", "often"), "not a fraction or 'none'"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
