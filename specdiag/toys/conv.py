@@ -9,14 +9,12 @@ convolution discriminator with LeakyReLU(0.2) and BatchNorm in its middle layers
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import nn
 
-from ..game import Game
+from .gan import TwoPlayerGAN
 from .mog import MOG_LOSSES, gan_losses
-from .training import train_toy
 
 __all__ = ["ConvGAN", "conv_gan", "synthetic_images", "IMAGE_CHANNELS", "PALETTE"]
 
@@ -138,7 +136,7 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ConvGAN:
+class ConvGAN(TwoPlayerGAN):
     r"""A DCGAN on :func:`synthetic_images`, with its game, sampler and training loop.
 
     The generator :math:`G` maps latent noise :math:`z \sim \mathcal N(0, I)` (shape
@@ -184,6 +182,9 @@ class ConvGAN:
         batch is a dict from :meth:`sample`.
     """
 
+    DEFAULT_LR = 2e-4  # DCGAN's, with Adam and betas (0.5, 0.999)
+    DEFAULT_BATCH_SIZE = 64
+
     def __init__(
         self,
         generator: nn.Module,
@@ -197,25 +198,8 @@ class ConvGAN:
             raise ValueError(f"loss must be one of {MOG_LOSSES}, got {loss!r}")
         if latent < 1 or image_size < 1:
             raise ValueError(f"latent and image_size must be positive, got {latent}, {image_size}")
-        self.generator, self.discriminator = generator, discriminator
         self.latent, self.image_size, self.loss = int(latent), int(image_size), loss
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.game = Game({"generator": generator, "discriminator": discriminator}, self.losses)
-
-    @property
-    def n_parameters(self) -> dict[str, int]:
-        """Trainable parameters per player, ``{"generator": n_G, "discriminator": n_D}``."""
-        return self.game.sizes
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The players' dtype."""
-        return self.game.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """The players' device."""
-        return self.game.device
+        super().__init__(generator, discriminator)
 
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None
@@ -254,65 +238,8 @@ class ConvGAN:
         d_fake = self.discriminator(self.generator(batch["z"]))
         return gan_losses(d_real, d_fake, self.loss)
 
-    def train(
-        self,
-        steps: int,
-        *,
-        lr: float = 2e-4,
-        batch_size: int = 64,
-        optimizer: str = "adam",
-        betas: tuple[float, float] = (0.5, 0.999),
-        momentum: float = 0.0,
-        seed: int = 0,
-        callback: Callable[[int, dict[str, torch.Tensor]], object] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        r"""Train both players by simultaneous updates (:func:`~specdiag.toys.training.train_toy`).
-
-        At every step one batch is drawn, both players' gradients
-        :math:`\nabla_{x_i} L_i` are taken at the same point (the vector field
-        :math:`v`), then each player's optimiser steps; BatchNorm running statistics
-        are updated by the forward passes, as in any training step. The defaults are
-        DCGAN's (Adam, learning rate 2e-4, :math:`\beta = (0.5, 0.999)`).
-
-        Parameters
-        ----------
-        steps : int
-        lr : float
-            Learning rate of both optimisers.
-        batch_size : int
-        optimizer : {"adam", "sgd", "rmsprop"}
-            One optimiser per player, created afresh by each call and kept in
-            :attr:`optimizers`.
-        betas : tuple of float
-            Adam's :math:`(\beta_1, \beta_2)`.
-        momentum : float
-            Momentum of SGD and RMSprop.
-        seed : int
-            Seeds the private generator that draws the batches; the global random
-            streams are neither used nor changed.
-        callback : callable, optional
-            ``callback(step, batch)`` after each step's update.
-
-        Returns
-        -------
-        dict
-            ``{"generator": losses, "discriminator": losses}``, ``float64`` tensors of
-            shape ``(steps,)``: each player's loss before its step's update.
-        """
-        return train_toy(
-            self,
-            steps,
-            lr=lr,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            betas=betas,
-            momentum=momentum,
-            seed=seed,
-            callback=callback,
-        )
-
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{k}={v}" for k, v in self.n_parameters.items())
+        sizes = self._sizes()
         return (
             f"ConvGAN(loss={self.loss!r}, image_size={self.image_size}, latent={self.latent}, "
             f"{sizes}, dtype={self.dtype})"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..game import Game
 from .common import check_weight, with_consensus
+from .gan import TwoPlayerGAN
 from .mlp import ACTIVATIONS, mlp
-from .training import train_toy
 
 __all__ = ["MoGGAN", "mog_gan", "mog_gan_parameter_count", "gan_losses", "MOG_LOSSES"]
 
@@ -76,7 +74,7 @@ def mog_gan_parameter_count(
     return {"generator": count(latent, 2), "discriminator": count(2, 1)}
 
 
-class MoGGAN:
+class MoGGAN(TwoPlayerGAN):
     r"""A GAN on a 2-D ring of Gaussians, with its game, sampler and training loop.
 
     The data distribution is an equal-weight mixture of ``n_modes`` isotropic
@@ -134,6 +132,9 @@ class MoGGAN:
         batch is a dict from :meth:`sample`.
     """
 
+    DEFAULT_LR = 1e-4
+    DEFAULT_BATCH_SIZE = 256
+
     def __init__(
         self,
         generator: nn.Module,
@@ -150,26 +151,9 @@ class MoGGAN:
         check_weight("consensus", consensus)
         if centres.ndim != 2 or centres.shape[1] != 2:
             raise ValueError(f"centres must have shape (n_modes, 2), got {tuple(centres.shape)}")
-        self.generator, self.discriminator = generator, discriminator
         self.centres, self.std, self.latent, self.loss = centres, float(std), int(latent), loss
         self.consensus = float(consensus)
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.game = Game({"generator": generator, "discriminator": discriminator}, self.losses)
-
-    @property
-    def n_parameters(self) -> dict[str, int]:
-        """Trainable parameters per player, ``{"generator": n_G, "discriminator": n_D}``."""
-        return self.game.sizes
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The players' dtype."""
-        return self.game.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """The players' device."""
-        return self.game.device
+        super().__init__(generator, discriminator)
 
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None
@@ -205,68 +189,8 @@ class MoGGAN:
         d_fake = self.discriminator(self.generator(batch["z"]))
         return with_consensus(self.game, gan_losses(d_real, d_fake, self.loss), self.consensus)
 
-    def train(
-        self,
-        steps: int,
-        *,
-        lr: float = 1e-4,
-        batch_size: int = 256,
-        optimizer: str = "adam",
-        betas: tuple[float, float] = (0.5, 0.999),
-        momentum: float = 0.0,
-        seed: int = 0,
-        callback: Callable[[int, dict[str, torch.Tensor]], object] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        r"""Train both players by simultaneous updates.
-
-        At every step one batch is drawn, both players' gradients
-        :math:`\nabla_{x_i} L_i` are taken at the same point (the vector field
-        :math:`v`), then each player's optimiser steps. With ``optimizer="sgd"`` and no
-        momentum this is exactly :math:`x \leftarrow x - \eta\, v(x)`.
-
-        Parameters
-        ----------
-        steps : int
-            Number of steps.
-        lr : float
-            Learning rate of both optimisers.
-        batch_size : int
-        optimizer : {"adam", "sgd", "rmsprop"}
-            One optimiser per player, created afresh by each call and kept in
-            :attr:`optimizers` (``{player: optimizer}``), e.g. for
-            ``UpdateRule(..., optimizers=lambda: gan.optimizers)``.
-        betas : tuple of float
-            Adam's :math:`(\beta_1, \beta_2)`.
-        momentum : float
-            Momentum of SGD and RMSprop.
-        seed : int
-            Seeds the private generator that draws the batches; the global random
-            streams are neither used nor changed. Same seed and same start, same
-            parameters afterwards (bitwise, on the same machine and thread count).
-        callback : callable, optional
-            ``callback(step, batch)`` after each step's update (e.g. a
-            ``SpectrumMonitor.step``).
-
-        Returns
-        -------
-        dict
-            ``{"generator": losses, "discriminator": losses}``, ``float64`` tensors of
-            shape ``(steps,)``: each player's loss before its step's update.
-        """
-        return train_toy(
-            self,
-            steps,
-            lr=lr,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            betas=betas,
-            momentum=momentum,
-            seed=seed,
-            callback=callback,
-        )
-
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{k}={v}" for k, v in self.n_parameters.items())
+        sizes = self._sizes()
         return (
             f"MoGGAN(loss={self.loss!r}, consensus={self.consensus}, "
             f"modes={len(self.centres)}, latent={self.latent}, "

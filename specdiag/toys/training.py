@@ -11,8 +11,10 @@ dynamics operators of :mod:`specdiag.dynamics` study.
 * :func:`make_optimizers`: one optimiser per player, from a name;
 * :func:`train_steps`: the loop, on optimisers built beforehand;
 * :func:`train_game`: both;
-* :func:`train_toy`: what the GAN toys' ``train`` methods do (``MoGGAN.train``,
-  ``ConvGAN.train``).
+* :func:`check_run`: the checks of a run's length and batch size.
+
+The GAN toys' ``train`` methods (:class:`~specdiag.toys.gan.TwoPlayerGAN`) build their
+optimisers with :func:`make_optimizers` and run :func:`train_steps`.
 
 Randomness: the batches come from ``sample(batch_size, generator)`` with a private
 :class:`torch.Generator` seeded by ``seed``; the global random streams are neither used
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import torch
 
@@ -38,7 +40,7 @@ __all__ = [
     "optimizer_options",
     "train_steps",
     "train_game",
-    "train_toy",
+    "check_run",
 ]
 
 #: ``sample(batch_size, generator) -> batch``, drawing from the private generator given.
@@ -144,7 +146,8 @@ def make_optimizers(
     return {p: spec.build(list(game.parameters(p)), lr, **options) for p in game.player_names}
 
 
-def _check_run(steps: int, batch_size: int) -> None:
+def check_run(steps: int, batch_size: int) -> None:
+    """Refuse a negative number of steps or a batch size below 1."""
     if steps < 0 or batch_size < 1:
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
 
@@ -197,7 +200,7 @@ def train_steps(
         ``{player: losses}``, ``float64`` tensors of shape ``(steps,)``: each
         player's loss before its step's update.
     """
-    _check_run(steps, batch_size)
+    check_run(steps, batch_size)
     players = game.player_names
     missing = [p for p in players if p not in optimizers]
     if missing:
@@ -255,56 +258,9 @@ def train_game(
     >>> history["generator"].shape, type(opts["generator"]).__name__
     (torch.Size([3]), 'SGD')
     """
-    _check_run(steps, batch_size)
+    check_run(steps, batch_size)
     opts = make_optimizers(game, optimizer, lr=lr, **optimizer_options)
     history = train_steps(
         game, sample, opts, steps, batch_size=batch_size, seed=seed, callback=callback
     )
     return history, opts
-
-
-class GANToy(Protocol):
-    """What :func:`train_toy` needs of a toy: a game, a sampler, losses, ``optimizers``."""
-
-    game: Game
-    optimizers: dict[str, torch.optim.Optimizer]
-
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Any:
-        """A batch drawn from ``generator``."""
-
-    def losses(self, batch: Any) -> dict[str, torch.Tensor]:
-        """The game losses on ``batch``."""
-
-
-def train_toy(
-    toy: GANToy,
-    steps: int,
-    *,
-    lr: float,
-    batch_size: int,
-    optimizer: str,
-    betas: tuple[float, float],
-    momentum: float,
-    seed: int,
-    callback: Callback | None,
-) -> dict[str, torch.Tensor]:
-    """A toy's ``train``: fresh optimisers in ``toy.optimizers``, then :func:`train_steps`.
-
-    ``toy.optimizers`` is replaced before the first step, so a callback can read the
-    optimisers in use (``UpdateRule(..., optimizers=lambda: toy.optimizers)``). Of
-    ``betas`` and ``momentum`` only those the optimiser takes are passed on. The
-    toy's own loss closure is stepped on (unchecked: see :func:`train_steps`).
-    """
-    options = optimizer_options(optimizer, betas=betas, momentum=momentum)
-    _check_run(steps, batch_size)
-    toy.optimizers = make_optimizers(toy.game, optimizer, lr=lr, **options)
-    return train_steps(
-        toy.game,
-        toy.sample,
-        toy.optimizers,
-        steps,
-        batch_size=batch_size,
-        seed=seed,
-        callback=callback,
-        losses=toy.losses,
-    )
