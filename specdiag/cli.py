@@ -132,6 +132,14 @@ def _add_demo(commands: Any) -> None:
     demo.set_defaults(handler=_demo)
 
 
+def _add_swmr(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--swmr",
+        action="store_true",
+        help="read traces written in SWMR mode (by a monitor with swmr=True)",
+    )
+
+
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
@@ -210,11 +218,7 @@ def _add_plot(commands: Any) -> None:
         "(default: the lr stored in the trace's metadata, if any)",
     )
     plot.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
-    plot.add_argument(
-        "--swmr",
-        action="store_true",
-        help="read a trace written in SWMR mode (monitor with swmr=True)",
-    )
+    _add_swmr(plot)
     _add_output_options(plot)
     _add_style_options(plot)
     plot.set_defaults(handler=_plot)
@@ -239,11 +243,7 @@ def _add_compare(commands: Any) -> None:
         default="jacobian",
         help="operator whose eigenvalues to draw (default: %(default)s)",
     )
-    compare.add_argument(
-        "--swmr",
-        action="store_true",
-        help="read traces written in SWMR mode (monitor with swmr=True)",
-    )
+    _add_swmr(compare)
     _add_output_options(compare)
     _add_style_options(compare)
     compare.set_defaults(handler=_compare)
@@ -259,11 +259,7 @@ def _add_summary(commands: Any) -> None:
     )
     summary.add_argument("trace", metavar="TRACE.h5")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    summary.add_argument(
-        "--swmr",
-        action="store_true",
-        help="read a trace written in SWMR mode (monitor with swmr=True)",
-    )
+    _add_swmr(summary)
     summary.set_defaults(handler=_summary)
 
 
