@@ -14,11 +14,18 @@ Commands
 ``specdiag probe SNAPSHOTS --game MODULE:FUNCTION --out TRACE.h5 [--workers N] [--load ...]``
     Probe the snapshots of a deferred monitor (or a run's own checkpoints) afterwards
     and write their trace (:func:`specdiag.probe_snapshots`).
+``specdiag path-angle START END --game MODULE:FUNCTION [--load ...] [--out DIR]``
+    Berard et al.'s path-angle between two snapshots or checkpoints
+    (:func:`specdiag.path_angle`): a figure and a CSV.
+``specdiag watch TRACE.h5 [--swmr]``
+    The newest probes of a trace while training writes it, until Ctrl-C.
 ``specdiag info``
     Versions of specdiag and its dependencies, torch's thread count and whether CUDA
     is available: paste it into a bug report.
 
-``plot``, ``compare`` and ``summary`` read traces without importing torch. Every
+``plot``, ``compare``, ``summary`` and ``watch`` read traces without importing torch.
+``plot`` and ``compare`` take ``--style paper``, ``--width column|page|INCHES`` and
+``--dpi`` for figures sized for print. Every
 error (a missing or foreign file, an empty trace, an unknown operator, an output that
 exists without ``--force``) is reported as one line on standard error, with exit
 status 2.
