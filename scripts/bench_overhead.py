@@ -1,194 +1,564 @@
 #!/usr/bin/env python
-"""What monitoring costs a training run, side by side in one run.
+"""What watching costs a training run, side by side in one run.
 
-Trains the same mixture-of-Gaussians MLP GAN (about 1M parameters, CPU, Adam,
-simultaneous updates, batch 256) from the same seed three times: without a monitor,
-with a monitor probing the game Jacobian, and with one probing the Jacobian and both
-players' Hessians (k = 10, tol = 1e-3, every 1,000 steps by default). Prints the
-overhead of each monitored run over the plain one and the cost of one probe in
-training steps. Then, on the trained weights and the same probe batch, times the same
-probe computed with scipy ARPACK over the same products (same k, tol, ncv), and shows
-that ``max_matvecs`` bounds a probe and that the record says when it cut a solve short.
+Each GAN is trained from the same seed, with the same batches, five ways:
+
+(a) plain, no monitor;
+(b) a :class:`~specdiag.SpectrumMonitor` probing in the loop every 50 steps (k = 8,
+    tol = 1e-3, the default operators: the game Jacobian and both players' Hessians,
+    on a fixed probe batch of the training batch size);
+(c) the same with ``budget=0.1``;
+(d) ``defer=True``: snapshots only, nothing probed during training;
+(e) (d)'s snapshots probed afterwards by :func:`specdiag.probe_snapshots` (timed on
+    its own), whose eigenvalues are compared with (b)'s at the steps both probed.
+
+Per run: wall seconds, wall time over the plain run's, probes, mean seconds per probe,
+one probe in training steps, and whether the final parameters and buffers, the
+optimiser states and the torch, numpy and Python random streams are bit-identical to
+the plain run's. Then, on the MoG GAN: the products of a 20-probe monitor run with
+``warm_start=False`` against the same 20 probes warm (the first 20 of run (b): the
+same training and schedule), and a probe bounded by ``max_matvecs``.
+
+Defaults: the MoG MLP GAN ``toys.mog_gan(hidden=128, depth=3)`` (68,995 parameters;
+batch 256, Adam, learning rate 1e-4) for 2,000 steps; the conv GAN ``toys.conv_gan()``
+(287,116 parameters; batch 64, Adam, learning rate 2e-4, betas (0.5, 0.999)) for 1,000
+steps (``--conv-steps``): one of its steps costs about 15 of the MoG GAN's. Probes
+every 50 steps, k = 8, tol = 1e-3, ``budget=0.1``, 20 warm/cold probes,
+``max_matvecs`` 40, 2 torch threads (1 with ``--smoke``). A probe costs a few hundred
+training steps of either GAN, so nearly all the time goes to the probes of runs (b)
+and (e) and of the cold run: about 15 minutes on a quiet 2-core CPU machine (an
+estimate from the time of one step and one probe of each GAN, not from a full run).
 
 Usage::
 
-    python scripts/bench_overhead.py                          # ~10 min on 2 cores
-    python scripts/bench_overhead.py --steps 200 --every 100 --hidden 64   # quick look
-    python scripts/bench_overhead.py --markdown docs/benchmarks.md
+    python scripts/bench_overhead.py --markdown docs/benchmarks.md   # ~15 min, 2 cores
+    python scripts/bench_overhead.py --smoke       # tiny GANs, few steps: checks it runs
+    python scripts/bench_overhead.py --smoke --warm-probes 6   # flags given still apply
+    python scripts/bench_overhead.py --gans mog --steps 1000         # one GAN, shorter
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
+import math
 import platform
+import random
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
+import numpy as np
 import torch
 from bench_eigs import write_section
+from scipy.optimize import linear_sum_assignment
 
 import specdiag as sd
 from specdiag import toys
+from specdiag.monitor.snapshots import read_snapshots
 
 START, END = "<!-- bench_overhead:start -->", "<!-- bench_overhead:end -->"
+#: Seed of the private generator that draws each GAN's fixed probe batch.
+PROBE_BATCH_SEED = 12345
+#: The issue's targets.
+BUDGET_TARGET, MIN_BUDGET_PROBES, DEFER_TARGET = 1.12, 3, 1.03
+DEFERRED_TOL, WARM_RATIO_TARGET = 1e-6, 0.6
+#: The defaults of ``--smoke``: tiny GANs, few steps, one thread.
+SMOKE = {
+    "steps": 40, "conv_steps": 20, "hidden": 16, "depth": 1, "batch": 64, "conv_batch": 16,
+    "every": 10, "k": 4, "warm_probes": 3, "max_matvecs": 10, "threads": 1,
+}  # fmt: skip
+
+Toy = Union[toys.MoGGAN, toys.ConvGAN]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One GAN of the benchmark: how to build it, how long to train it, its batch."""
+
+    key: str
+    name: str
+    build: Callable[[], Toy]
+    steps: int
+    batch: int
+    sizes: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """What a run leaves behind: module states, optimiser states, global random streams."""
+
+    modules: dict[str, dict[str, torch.Tensor]]
+    optimizers: dict[str, dict[str, Any]]
+    streams: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed run.
+
+    ``seconds`` is the monitor's own time (probing, writing, saving), or the whole
+    of ``probe_snapshots`` for run (e).
+    """
+
+    label: str
+    wall: float
+    probes: int
+    seconds: float
+    final: Final
+    trace: Optional[Path] = None
+
+
+# ---------------------------------------------------------------- runs
+
+
+def setups(args: argparse.Namespace) -> list[Setup]:
+    """The GANs asked for by ``--gans`` (with ``--smoke``, a tiny conv GAN)."""
+    mog_sizes = (args.hidden, args.depth)
+    conv_sizes = (4, 8, 8) if args.smoke else (24, 32, 64)  # channels, image size, latent
+    mog = Setup(
+        "mog",
+        "MoG MLP GAN",
+        lambda: toys.mog_gan(hidden=mog_sizes[0], depth=mog_sizes[1], seed=args.seed),
+        args.steps,
+        args.batch,
+        f"hidden {mog_sizes[0]}, depth {mog_sizes[1]}",
+    )
+    conv = Setup(
+        "conv",
+        "conv GAN (DCGAN)",
+        lambda: toys.conv_gan(
+            channels=conv_sizes[0], image_size=conv_sizes[1], latent=conv_sizes[2], seed=args.seed
+        ),
+        args.conv_steps,
+        args.conv_batch,
+        f"channels {conv_sizes[0]}, {conv_sizes[1]}x{conv_sizes[1]} images",
+    )
+    return [s for s in (mog, conv) if s.key in args.gans]
+
+
+def reset_streams(seed: int) -> None:
+    """Seed the global torch, numpy and Python random streams (the same before every run)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (the global stream is what is checked)
+    random.seed(seed)
+
+
+def final_state(toy: Toy) -> Final:
+    """Copies of the players' state dicts, the optimisers' and the global random streams."""
+    players = {"generator": toy.generator, "discriminator": toy.discriminator}
+    return Final(
+        modules={
+            p: {k: v.detach().clone() for k, v in m.state_dict().items()}
+            for p, m in players.items()
+        },
+        optimizers={p: copy.deepcopy(o.state_dict()) for p, o in toy.optimizers.items()},
+        streams=(torch.get_rng_state(), np.random.get_state(), random.getstate()),  # noqa: NPY002
+    )
+
+
+def probe_batch(setup: Setup, toy: Toy) -> dict[str, torch.Tensor]:
+    """The fixed probe batch, from its own generator (the same in every run)."""
+    return toy.sample(setup.batch, generator=torch.Generator().manual_seed(PROBE_BATCH_SEED))
 
 
 def train(
-    args: argparse.Namespace, operators: tuple[str, ...] | None, path: Path
-) -> tuple[float, toys.MoGGAN, list]:
-    """One training run; returns wall seconds, the trained GAN and the probe records."""
-    gan = toys.mog_gan(hidden=args.hidden, depth=args.depth, seed=args.seed)
-    probe_batch = gan.sample(args.batch, generator=torch.Generator().manual_seed(12345))
-    records: list = []
-    monitor = None
-    if operators is not None:
-        monitor = sd.SpectrumMonitor(
-            gan.game,
+    setup: Setup,
+    args: argparse.Namespace,
+    label: str,
+    monitor: Optional[dict[str, Any]],
+    path: Path,
+    steps: Optional[int] = None,
+) -> tuple[Run, Toy]:
+    """Train ``setup``'s GAN from the seed, with a monitor of these options (None: none).
+
+    The wall time covers creating the monitor, the training loop with the monitor's
+    calls, and closing it.
+    """
+    toy = setup.build()
+    batch = probe_batch(setup, toy)
+    reset_streams(args.seed)
+    start = time.perf_counter()
+    mon = None
+    if monitor is not None:
+        mon = sd.SpectrumMonitor(
+            toy.game,
             path,
             every=args.every,
             k=args.k,
             tol=args.tol,
-            operators=operators,
-            probe_batch=probe_batch,
+            probe_batch=batch,
             resume=False,
+            **monitor,
         )
+    records: list[sd.ProbeRecord] = []
 
-    def callback(step: int, batch: dict) -> None:
-        if monitor is not None:
-            records.extend(monitor.step(step, batch))
+    def callback(step: int, batch: dict[str, torch.Tensor]) -> None:
+        if mon is not None:
+            records.extend(mon.step(step, batch))
 
-    start = time.perf_counter()
-    gan.train(
-        args.steps,
-        lr=1e-4,
-        batch_size=args.batch,
-        optimizer="adam",
+    toy.train(
+        setup.steps if steps is None else steps,
+        batch_size=setup.batch,
         seed=args.seed,
         callback=callback,
     )
+    if mon is not None:
+        mon.close()
     wall = time.perf_counter() - start
-    if monitor is not None:
-        monitor.close()
-    return wall, gan, records
+    final = final_state(toy)
+    if mon is not None and mon.snapshot_dir is not None:
+        count = len(read_snapshots(mon.snapshot_dir))
+        return Run(label, wall, count, mon.probe_seconds, final), toy
+    seconds = 0.0 if mon is None else mon.probe_seconds
+    return Run(label, wall, len(records), seconds, final, None if mon is None else path), toy
 
 
-def parameters(gan: toys.MoGGAN) -> list[torch.Tensor]:
-    return [p.detach() for p in (*gan.generator.parameters(), *gan.discriminator.parameters())]
+def probe_afterwards(args: argparse.Namespace, toy: Toy, snapshots: Path, path: Path) -> Run:
+    """Run (e): probe (d)'s snapshots with (b)'s settings; the players are put back."""
+    start = time.perf_counter()
+    sd.probe_snapshots(toy.game, snapshots, path, k=args.k, tol=args.tol, progress=False)
+    wall = time.perf_counter() - start
+    probes = len(sd.open_trace(path))
+    return Run("(e) (d)'s snapshots probed afterwards", wall, probes, wall, final_state(toy), path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--every", type=int, default=1000)
-    parser.add_argument("--hidden", type=int, default=400)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument(
-        "--budget", type=int, default=40, help="max_matvecs for the budget demonstration"
+def gan_runs(setup: Setup, args: argparse.Namespace, tmp: Path) -> tuple[list[Run], Toy]:
+    """Runs (a) to (e) of one GAN, in order; also the plain run's trained GAN."""
+    every = f"every {args.every}"
+    plans: list[tuple[str, Optional[dict[str, Any]]]] = [
+        ("(a) plain", None),
+        (f"(b) in the loop, {every}", {}),
+        (f"(c) in the loop, {every}, budget {args.budget}", {"budget": args.budget}),
+        (f"(d) defer=True, {every} (snapshots only)", {"defer": True}),
+    ]
+    runs: list[Run] = []
+    trained: list[Toy] = []
+    for index, (label, options) in enumerate(plans):
+        run, toy = train(setup, args, label, options, tmp / f"{setup.key}-{index}.h5")
+        runs.append(run)
+        trained.append(toy)
+        print(f"  {label:48s} {run.wall:8.1f} s  ({run.probes} probes)", flush=True)
+    snapshots = (tmp / f"{setup.key}-3.h5").with_suffix(".snapshots")
+    runs.append(probe_afterwards(args, trained[3], snapshots, tmp / f"{setup.key}-4.h5"))
+    print(f"  {runs[-1].label:48s} {runs[-1].wall:8.1f} s  ({runs[-1].probes} probes)", flush=True)
+    return runs, trained[0]
+
+
+def warm_up(gans: list[Setup], args: argparse.Namespace, tmp: Path) -> None:
+    """Pay the one-off costs before timing anything.
+
+    Lazy imports, the first optimiser steps, allocator growth and opening the first
+    trace and snapshot files would otherwise land on whichever run comes first.
+    """
+    for setup in gans:
+        setup.build().train(3, batch_size=setup.batch)
+    tiny = Setup("tiny", "tiny", lambda: toys.mog_gan(hidden=8, depth=1), 4, 16, "")
+    small = argparse.Namespace(**{**vars(args), "every": 2, "k": 2})
+    train(tiny, small, "", {"on_error": "ignore"}, tmp / "warm-a.h5")
+    _, toy = train(tiny, small, "", {"defer": True, "on_error": "ignore"}, tmp / "warm-d.h5")
+    probe_afterwards(small, toy, tmp / "warm-d.snapshots", tmp / "warm-e.h5")
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+def same(a: Any, b: Any) -> bool:
+    """Bit-identical nested states: tensors by ``torch.equal``, arrays exactly, the rest by ==."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        both = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+        return both and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def identical(run: Run, plain: Run) -> str:
+    """``"yes / yes / yes"``: parameters and buffers, optimiser states, random streams."""
+    a, b = run.final, plain.final
+    checks = (
+        same(a.modules, b.modules),
+        same(a.optimizers, b.optimizers),
+        same(a.streams, b.streams),
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args(argv)
-    command = "python scripts/bench_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    n = sum(toys.mog_gan_parameter_count(args.hidden, args.depth).values())
-    players = ("generator", "discriminator")
+    return " / ".join("yes" if c else "**no**" for c in checks)
+
+
+def matched_difference(a: np.ndarray, b: np.ndarray) -> float:
+    r"""Largest :math:`|a_i - b_j| / |b_j|` over a one-to-one matching of nearest eigenvalues.
+
+    NaN padding is dropped; the matching (least total relative distance) keeps a
+    conjugate pair listed in another order, or an eigenvalue one list has and the other
+    has not at the k-th place, from counting as a difference.
+    """
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return 0.0 if a.size == b.size else math.inf
+    cost = np.abs(a[:, None] - b[None, :]) / np.maximum(np.abs(b)[None, :], np.finfo(float).tiny)
+    rows, cols = linear_sum_assignment(cost)
+    return float(cost[rows, cols].max())
+
+
+def rows_at(trace: sd.Trace, steps: np.ndarray) -> np.ndarray:
+    """The trace's row of each of ``steps`` (every one must be there)."""
+    row = {int(s): i for i, s in enumerate(trace.probe_steps())}
+    return np.array([row[int(s)] for s in steps], dtype=np.int64)
+
+
+def common_steps(a: Path, b: Path) -> np.ndarray:
+    """The steps both traces probed."""
+    return np.intersect1d(sd.open_trace(a).probe_steps(), sd.open_trace(b).probe_steps())
+
+
+def eigenvalue_differences(a: Path, b: Path, steps: np.ndarray) -> dict[str, float]:
+    """Per operator, the largest :func:`matched_difference` of ``a``'s eigenvalues from ``b``'s."""
+    ta, tb = sd.open_trace(a), sd.open_trace(b)
+    ra, rb = rows_at(ta, steps), rows_at(tb, steps)
+    return {
+        op: max(
+            (
+                matched_difference(x, y)
+                for x, y in zip(ta.eigenvalues(op)[ra], tb.eigenvalues(op)[rb])
+            ),
+            default=math.nan,
+        )
+        for op in ta.operators
+    }
+
+
+def products(path: Path, steps: np.ndarray) -> dict[str, tuple[int, float]]:
+    """Per operator, total products and solve seconds over the probes at ``steps``."""
+    trace = sd.open_trace(path)
+    rows = rows_at(trace, steps)
+    return {
+        op: (int(trace.n_matvec(op)[rows].sum()), float(trace.wall_time(op)[rows].sum()))
+        for op in trace.operators
+    }
+
+
+@dataclass(frozen=True)
+class WarmCold:
+    """Cold against warm probes at the same steps: per operator, (products, solve seconds)."""
+
+    steps: np.ndarray
+    source: str
+    cold: dict[str, tuple[int, float]]
+    warm: dict[str, tuple[int, float]]
+    differences: dict[str, float]
+
+
+def warm_vs_cold(setup: Setup, args: argparse.Namespace, in_loop: Path, tmp: Path) -> WarmCold:
+    """A ``warm_start=False`` run of ``--warm-probes`` probes against the same probes warm.
+
+    The warm probes are run (b)'s first ones when (b) probed all the cold run's steps
+    (the same training, schedule and probe settings), else those of a warm run of the
+    same length.
+    """
+    steps = args.warm_probes * args.every
+    cold, _ = train(setup, args, "cold", {"warm_start": False}, tmp / "cold.h5", steps=steps)
+    assert cold.trace is not None
+    probed = sd.open_trace(cold.trace).probe_steps()
     print(
-        f"MoG GAN, {n:,d} parameters, {args.steps} steps, probe every {args.every}, k = {args.k}",
-        flush=True,
+        f"  {'cold (warm_start=False)':48s} {cold.wall:8.1f} s  ({cold.probes} probes)", flush=True
+    )
+    warm, source = in_loop, f"the first {len(probed)} probes of run (b)"
+    if not np.isin(probed, sd.open_trace(in_loop).probe_steps()).all():
+        run, _ = train(setup, args, "warm", {"warm_start": True}, tmp / "warm.h5", steps=steps)
+        assert run.trace is not None
+        warm, source = run.trace, f"a warm run of the same {steps} steps"
+    for path, expected in ((cold.trace, False), (warm, True)):
+        if sd.open_trace(path).meta["config"].get("warm_start") is not expected:
+            raise RuntimeError(f"{path}: the trace does not say warm_start={expected}")
+    return WarmCold(
+        steps=probed,
+        source=source,
+        cold=products(cold.trace, probed),
+        warm=products(warm, probed),
+        differences=eigenvalue_differences(warm, cold.trace, probed),
     )
 
-    # Warm-up: one-off costs (lazy imports on the first optimiser step, allocator growth)
-    # would otherwise land on whichever run comes first.
-    toys.mog_gan(hidden=args.hidden, depth=args.depth, seed=args.seed).train(
-        5, batch_size=args.batch
+
+def budget_probe(setup: Setup, toy: Toy, args: argparse.Namespace) -> str:
+    """One probe of the trained GAN bounded by ``max_matvecs``, as a sentence."""
+    record = sd.probe(
+        toy.game,
+        probe_batch(setup, toy),
+        k=args.k,
+        tol=args.tol,
+        max_matvecs=args.max_matvecs,
+        on_error="ignore",
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        runs: dict[str, tuple[float, toys.MoGGAN, list]] = {}
-        for label, ops in [
-            ("plain", None),
-            ("J", ("jacobian",)),
-            ("J + both Hessians", ("jacobian", *players)),
-        ]:
-            wall, gan, records = train(args, ops, Path(tmp) / f"{len(runs)}.h5")
-            runs[label] = (wall, gan, records)
-            print(f"  {label:18s} {wall:8.1f} s  ({len(records)} probes)", flush=True)
-    plain_wall, gan, _ = runs["plain"]
-    step_s = plain_wall / args.steps
-    identical = all(
-        all(torch.equal(a, b) for a, b in zip(parameters(gan), parameters(other)))
-        for _, other, _ in list(runs.values())[1:]
+    solves = ", ".join(
+        f"{name} {r.n_matvec} products, status `{r.status}`" for name, r in record.operators.items()
+    )
+    return (
+        f"`max_matvecs = {args.max_matvecs}` on the {setup.name}'s trained weights: {solves}; "
+        f"whole probe {record.wall_time:.2f} s."
     )
 
-    # ARPACK on the same probe (the plain run's trained weights, same batch, same k/tol/ncv).
-    batch = gan.sample(args.batch, generator=torch.Generator().manual_seed(12345))
-    compare = {}
-    for backend in ("krylov-schur", "arpack"):
-        start = time.perf_counter()
-        rec = sd.probe(gan.game, batch, k=args.k, tol=args.tol, backend=backend)
-        compare[backend] = (time.perf_counter() - start, rec)
-    budget = sd.probe(
-        gan.game, batch, k=args.k, tol=args.tol, max_matvecs=args.budget, on_error="ignore"
-    )
 
-    lines = [
+# ---------------------------------------------------------------- the report
+
+
+def verdict(ok: bool) -> str:
+    """How a target fared, in the report's words."""
+    return "met" if ok else "**not met**"
+
+
+def header(args: argparse.Namespace, command: str) -> list[str]:
+    """The command, the machine and the probe settings."""
+    return [
         START,
         f"Command: `{command}`  ",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch "
-        f"{torch.__version__}; "
-        f"{datetime.date.today().isoformat()}.  ",
-        f"GAN: {n:,d} parameters (hidden {args.hidden}, depth {args.depth}), batch {args.batch}, "
-        "Adam; "
-        f"{args.steps} steps; probes every {args.every} steps (k = {args.k}, tol = {args.tol}); "
-        f"one training step {1e3 * step_s:.1f} ms.",
+        f"Machine: {platform.machine()}, torch threads: {torch.get_num_threads()}; torch "
+        f"{torch.__version__}; {datetime.date.today().isoformat()}.  ",
+        f"Probes: k = {args.k}, tol = {args.tol}, every {args.every} steps, the game Jacobian "
+        "and both players' Hessians, on a fixed probe batch of the training batch size; "
+        f"run (c) with budget {args.budget}.",
+    ]
+
+
+def run_row(run: Run, runs: list[Run], step_s: float) -> str:
+    """One row of a GAN's table (run (e)'s ratio is that of (d) and (e) together)."""
+    plain, deferred = runs[0], runs[3]
+    if run is plain:
+        return f"| {run.label} | {run.wall:.2f} | 1.00 | 0 | — | — | — |"
+    if run is runs[4]:
+        ratio = f"(d + e) {(deferred.wall + run.wall) / plain.wall:.2f}"
+        same_as = identical(run, plain) + " (after)"
+    else:
+        ratio, same_as = f"{run.wall / plain.wall:.2f}", identical(run, plain)
+    mean = run.seconds / run.probes if run.probes else math.nan
+    return (
+        f"| {run.label} | {run.wall:.2f} | {ratio} | {run.probes} | {mean:.3f} "
+        f"| {mean / step_s:.0f} | {same_as} |"
+    )
+
+
+def targets(runs: list[Run], args: argparse.Namespace) -> str:
+    """The issue's targets for one GAN: budget, defer, deferred eigenvalues = in-loop ones."""
+    plain, in_loop, budget, deferred, probed = runs
+    assert in_loop.trace is not None and probed.trace is not None
+    steps = common_steps(in_loop.trace, probed.trace)
+    worst = max(eigenvalue_differences(probed.trace, in_loop.trace, steps).values())
+    b, d = budget.wall / plain.wall, deferred.wall / plain.wall
+    budget_ok = b <= BUDGET_TARGET and budget.probes >= MIN_BUDGET_PROBES
+    return (
+        f"Targets: budget {args.budget}: {b:.2f}x with {budget.probes} probe(s) (at most "
+        f"{BUDGET_TARGET}x with at least {MIN_BUDGET_PROBES}: {verdict(budget_ok)}); "
+        f"defer: {d:.2f}x (at most {DEFER_TARGET}x: {verdict(d <= DEFER_TARGET)}); "
+        f"(e)'s eigenvalues against (b)'s at the {len(steps)} steps both probed: largest "
+        f"relative difference {worst:.1e} (at most {DEFERRED_TOL:g}: "
+        f"{verdict(len(steps) > 0 and worst <= DEFERRED_TOL)})."
+    )
+
+
+def gan_section(setup: Setup, toy: Toy, runs: list[Run], args: argparse.Namespace) -> list[str]:
+    """A GAN's table of runs (a) to (e) and its targets."""
+    step_s = runs[0].wall / setup.steps
+    n = sum(toy.n_parameters.values())
+    rows = [run_row(run, runs, step_s) for run in runs]
+    return [
         "",
-        "| run | wall s | overhead | probes | mean probe s | one probe in training steps |",
+        f"**{setup.name}**: {n:,d} parameters ({setup.sizes}), batch {setup.batch}, Adam; "
+        f"{setup.steps} steps; one training step {1e3 * step_s:.1f} ms.",
+        "",
+        "| run | wall s | ÷ plain | probes | mean probe s | one probe in training steps "
+        "| identical to plain: parameters / optimiser / random streams |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *rows,
+        "",
+        targets(runs, args),
+    ]
+
+
+def warm_section(result: WarmCold, setup: Setup, args: argparse.Namespace) -> list[str]:
+    """Products per operator cold and warm, their ratio and the eigenvalues' difference."""
+    rows = []
+    for op, (n_cold, s_cold) in result.cold.items():
+        n_warm, s_warm = result.warm[op]
+        rows.append(
+            f"| {op} | {n_cold:,d} | {n_warm:,d} | {n_warm / n_cold:.2f} "
+            f"| {s_cold:.2f} / {s_warm:.2f} | {result.differences[op]:.1e} |"
+        )
+    n_cold = sum(n for n, _ in result.cold.values())
+    n_warm = sum(n for n, _ in result.warm.values())
+    worst = max(result.differences.values())
+    ratio = n_warm / n_cold
+    return [
+        "",
+        f"**Warm starts** ({setup.name}): {len(result.steps)} probes every {args.every} "
+        f"steps, cold (`warm_start=False`) and warm ({result.source}); the first probe is "
+        "cold in both. Eigenvalues are matched one to one, nearest first.",
+        "",
+        "| operator | products cold | products warm | warm ÷ cold | solve s cold / warm "
+        "| largest relative eigenvalue difference |",
         "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        f"| all | {n_cold:,d} | {n_warm:,d} | {ratio:.2f} | | {worst:.1e} |",
+        "",
+        f"Targets: warm ÷ cold {ratio:.2f} (at most {WARM_RATIO_TARGET}: "
+        f"{verdict(ratio <= WARM_RATIO_TARGET)}); eigenvalues within tol = {args.tol} "
+        f"({verdict(worst <= args.tol)}).",
     ]
-    for label, (wall, _, records) in runs.items():
-        if label == "plain":
-            lines.append(f"| {label} | {wall:.1f} | — | 0 | — | — |")
-            continue
-        probe_s = sum(r.wall_time for r in records) / max(len(records), 1)
-        lines.append(
-            f"| monitor: {label} | {wall:.1f} | {100 * (wall - plain_wall) / plain_wall:+.1f}% | "
-            f"{len(records)} "
-            f"| {probe_s:.2f} | {probe_s / step_s:.0f} |"
-        )
-    lines += [
-        "",
-        f"Final parameters of the monitored runs bit-identical to the plain run: **{identical}**.",
-        "",
-        "The same probe (trained weights, same batch, same k, tol and ncv) by both backends:",
-        "",
-        "| operator | products specdiag / ARPACK | solve s specdiag / ARPACK |",
-        "|---|---:|---:|",
-    ]
-    ours, ref = compare["krylov-schur"][1], compare["arpack"][1]
-    for name in ours.operators:
-        a, b = ours[name], ref[name]
-        lines.append(
-            f"| {name} | {a.n_matvec} / {b.n_matvec} | {a.wall_time:.2f} / {b.wall_time:.2f} |"
-        )
-    ratio = compare["krylov-schur"][0] / compare["arpack"][0]
-    lines += [
-        f"| whole probe (incl. building the graph) | | {compare['krylov-schur'][0]:.2f} / "
-        f"{compare['arpack'][0]:.2f} "
-        f"(ratio {ratio:.2f}) |",
-        "",
-        f"`max_matvecs = {args.budget}`: "
-        + ", ".join(
-            f"{name} {r.n_matvec} products, status `{r.status}`"
-            for name, r in budget.operators.items()
-        )
-        + f"; whole probe {budget.wall_time:.2f} s.",
-        END,
-    ]
-    text = "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    add = parser.add_argument
+    add("--gans", nargs="+", choices=("mog", "conv"), default=["mog", "conv"])
+    add("--steps", type=int, default=2000, help="training steps of the MoG GAN")
+    add("--conv-steps", type=int, default=1000, help="training steps of the conv GAN")
+    add("--hidden", type=int, default=128, help="MoG GAN hidden width")
+    add("--depth", type=int, default=3, help="MoG GAN hidden layers")
+    add("--batch", type=int, default=256, help="MoG GAN batch (training and probe)")
+    add("--conv-batch", type=int, default=64, help="conv GAN batch (training and probe)")
+    add("--every", type=int, default=50)
+    add("--k", type=int, default=8)
+    add("--tol", type=float, default=1e-3)
+    add("--budget", type=float, default=0.1, help="the monitor's overhead budget, run (c)")
+    add("--warm-probes", type=int, default=20, help="probes of the warm/cold comparison")
+    add("--max-matvecs", type=int, default=40, help="the max_matvecs demonstration")
+    add("--threads", type=int, default=2, help="torch.set_num_threads")
+    add("--seed", type=int, default=0)
+    add("--smoke", action="store_true", help="tiny GANs and few steps: checks the script runs")
+    add("--markdown", type=Path, help="replace this script's section of this Markdown file")
+    args = parser.parse_args(argv)
+    if args.smoke:  # smaller defaults; the flags given still apply
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    command = "python scripts/bench_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    gans = setups(args)
+    lines, extra = header(args, command), []
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        warm_up(gans, args, tmp)
+        for setup in gans:
+            print(f"{setup.name}: {setup.steps} steps, probes every {args.every}", flush=True)
+            runs, toy = gan_runs(setup, args, tmp)
+            lines += gan_section(setup, toy, runs, args)
+            if setup.key == "mog":
+                assert runs[1].trace is not None
+                extra += warm_section(warm_vs_cold(setup, args, runs[1].trace, tmp), setup, args)
+                extra += ["", budget_probe(setup, toy, args)]
+    text = "\n".join([*lines, *extra, END])
     print()
     print(text)
     if args.markdown:
