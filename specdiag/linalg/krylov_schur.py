@@ -390,42 +390,8 @@ class KrylovSchur:
     def restart(self, ritz: Ritz) -> None:
         """Truncate the decomposition to the wanted Ritz vectors and lock converged ones."""
         j, nl, proj = self.j, self.l, self.proj
-        target = self._keep_count(ritz)
-        wanted = set(ritz.wanted)
-        keep, size = [], nl
-        for bi in ritz.order:
-            start, bsize = ritz.blocks[bi]
-            if start < nl:
-                continue
-            if size >= target:
-                break
-            keep.append(int(bi))
-            size += bsize
-        conv = [bi for bi in keep if bi in wanted and ritz.block_converged[bi]]
-        # Active-block coordinates: position of block bi is blocks[bi][0] - nl.
-        T, Z = ritz.T, ritz.Z
-        mask = np.zeros(j - nl, bool)
-        for bi in conv:
-            s, bsize = ritz.blocks[bi]
-            mask[s - nl : s - nl + bsize] = True
-        T, Z, ok = proj.reorder(T, Z, mask)
-        conv_size = int(mask.sum())
-        if ok:
-            # After the first reorder, blocks sit as [conv in order] + [rest in order].
-            moved = conv + [
-                bi for bi in range(len(ritz.blocks)) if ritz.blocks[bi][0] >= nl and bi not in conv
-            ]
-            mask = np.zeros(j - nl, bool)
-            pos = 0
-            keep_set = set(keep)
-            for bi in moved:
-                bsize = ritz.blocks[bi][1]
-                if bi in keep_set:
-                    mask[pos : pos + bsize] = True
-                pos += bsize
-            T, Z, ok = proj.reorder(T, Z, mask)
-        if not ok:
-            conv_size = 0  # LAPACK refused a swap: keep the decomposition valid, lock nothing
+        keep, conv, size = self._kept_blocks(ritz)
+        T, Z, conv_size = self._reordered(ritz, keep, conv)
         new_blocks = proj.blocks(T)
         ends = [s + bsize for s, bsize in new_blocks]
         # Smallest block boundary holding the kept vectors, leaving room to expand.
@@ -433,17 +399,7 @@ class KrylovSchur:
         if p_active >= j - nl:
             p_active = max([e for e in ends if e < j - nl], default=0)
         b = self.B[j, nl:j] @ Z
-        # Lock the leading converged blocks whose Schur-vector residual is negligible.
-        n_lock = 0
-        for s, bsize in new_blocks:
-            if s + bsize > conv_size or s + bsize > p_active:
-                break
-            theta = np.abs(np.linalg.eigvals(T[s : s + bsize, s : s + bsize])).max()
-            bnorm = float(np.linalg.norm(b[: s + bsize]))
-            if bnorm > LOCK_FRACTION * self.tol * max(theta, ritz.floor / ritz.scale):
-                break
-            self.locked_resid[nl + s : nl + s + bsize] = bnorm
-            n_lock = s + bsize
+        n_lock = self._lock(ritz, T, b, new_blocks, min(conv_size, p_active))
         b[:n_lock] = 0.0
         # Truncate: V[nl:nl+p] <- Z[:, :p]^T V[nl:j], B updated to match.
         p = nl + p_active
@@ -460,3 +416,73 @@ class KrylovSchur:
         self.j = p
         self._restart_row = p
         self.l = nl + n_lock
+
+    def _kept_blocks(self, ritz: Ritz) -> tuple[list[int], list[int], int]:
+        """The active blocks a restart keeps, most wanted first, up to the keep count.
+
+        Also the converged wanted ones among them, and the size kept (locked included).
+        """
+        target = self._keep_count(ritz)
+        wanted = set(ritz.wanted)
+        keep, size = [], self.l
+        for bi in ritz.order:
+            start, bsize = ritz.blocks[bi]
+            if start < self.l:
+                continue
+            if size >= target:
+                break
+            keep.append(int(bi))
+            size += bsize
+        conv = [bi for bi in keep if bi in wanted and ritz.block_converged[bi]]
+        return keep, conv, size
+
+    def _reordered(
+        self, ritz: Ritz, keep: list[int], conv: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The active Schur form reordered: converged kept blocks first, then the others.
+
+        Returns ``T``, ``Z`` and the size of the converged leading part (0 when LAPACK
+        refused a swap: the form is still valid, but nothing is locked).
+        """
+        j, nl, proj = self.j, self.l, self.proj
+        # Active-block coordinates: position of block bi is blocks[bi][0] - nl.
+        mask = np.zeros(j - nl, bool)
+        for bi in conv:
+            s, bsize = ritz.blocks[bi]
+            mask[s - nl : s - nl + bsize] = True
+        T, Z, ok = proj.reorder(ritz.T, ritz.Z, mask)
+        conv_size = int(mask.sum())
+        if ok:
+            # After the first reorder, blocks sit as [conv in order] + [rest in order].
+            moved = conv + [
+                bi for bi in range(len(ritz.blocks)) if ritz.blocks[bi][0] >= nl and bi not in conv
+            ]
+            mask = np.zeros(j - nl, bool)
+            pos = 0
+            keep_set = set(keep)
+            for bi in moved:
+                bsize = ritz.blocks[bi][1]
+                if bi in keep_set:
+                    mask[pos : pos + bsize] = True
+                pos += bsize
+            T, Z, ok = proj.reorder(T, Z, mask)
+        return T, Z, conv_size if ok else 0
+
+    def _lock(
+        self, ritz: Ritz, T: np.ndarray, b: np.ndarray, blocks: list[tuple[int, int]], limit: int
+    ) -> int:
+        """Lock the leading converged blocks whose Schur-vector residual is negligible.
+
+        Returns how many leading active vectors are locked (their residuals recorded).
+        """
+        n_lock, nl = 0, self.l
+        for s, bsize in blocks:
+            if s + bsize > limit:
+                break
+            theta = np.abs(np.linalg.eigvals(T[s : s + bsize, s : s + bsize])).max()
+            bnorm = float(np.linalg.norm(b[: s + bsize]))
+            if bnorm > LOCK_FRACTION * self.tol * max(theta, ritz.floor / ritz.scale):
+                break
+            self.locked_resid[nl + s : nl + s + bsize] = bnorm
+            n_lock = s + bsize
+        return n_lock

@@ -277,16 +277,10 @@ def _warm(
         f"direction; {solver.iterations} block iteration(s), {solver.n_matvec} products"
     )
     if stop == "handover":
+        done = (solver.n_matvec, solver.iterations)
         v0 = solver.handover_start(ritz)
         out = _cold(
-            op,
-            s,
-            symmetric,
-            v0,
-            generator,
-            solver.release(),
-            done=(solver.n_matvec, solver.iterations),
-            first_check=s.k + 1,
+            op, s, symmetric, v0, generator, solver.release(), done=done, first_check=s.k + 1
         )
         out.notes.append(note + ", then Krylov–Schur from their Ritz vectors")
         return out

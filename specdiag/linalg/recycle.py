@@ -43,6 +43,13 @@ iteration with stored products** (a block Davidson method without preconditioner
    :math:`V \leftarrow V Q`, :math:`AV \leftarrow (AV) Q`, :math:`H \leftarrow Q^\top H Q`
    (no products).
 
+**A stale subspace** is spotted for two products: the Rayleigh–Ritz step is first taken
+on the leading two recycled vectors (the most wanted Ritz vector's and the next); if
+neither of their Ritz pairs is within ``WARM_NEAR`` times ``tol``, the operator has moved
+too far for the rest to converge in the first basis, and the solve hands over at once
+(below), from the recycled vectors summed. Otherwise their products are kept and the
+others computed.
+
 **When to hand over.** Block iterations pay only when the recycled subspace is close:
 each one costs a product per unconverged pair and, on clustered spectra, cuts the
 residuals by a small factor (a block Krylov step of degree one, where a single-vector
@@ -151,6 +158,7 @@ class RecycledSolve:
         self.n_matvec = 0
         self.iterations = 0
         self.explored = 0  # steps of the random direction's Krylov sequence
+        self._start: np.ndarray | None = None  # hand-over coefficients when stale
         self.recycled = self._seed(block)
         self.explorer = np.zeros(ncv)  # coordinates of the random-direction vector
         self.explorer[self.j] = 1.0
@@ -216,7 +224,9 @@ class RecycledSolve:
         if self.j > self.max_matvecs:  # a budget below the block: recycled vectors first
             self.j = self.max_matvecs
             self.explorer[:] = 0.0
-        self._products(0)
+        probe = self._probe()
+        if probe is not None:
+            return probe, "handover", []
         previous = math.inf
         while True:
             ritz, columns = self.analyse()
@@ -239,6 +249,35 @@ class RecycledSolve:
                 previous = worst
             self._expand(ritz, [] if done else columns)
             self.iterations += 1
+
+    def _probe(self) -> Ritz | None:
+        """Look at the leading two recycled vectors first (two products).
+
+        If even the better of their Ritz pairs is no closer than ``WARM_NEAR`` times
+        ``tol``, the subspace is stale (the operator moved too far since it was
+        computed): the products of the rest would be wasted, and the solve hands over at
+        once, from the recycled vectors summed. Returns that Ritz state, or ``None``
+        after computing the remaining products (the two are kept: nothing is lost).
+        """
+        full = self.j
+        if self.recycled < 2 or full < 3:
+            self._products(0)
+            return None
+        self.j = 2
+        self._products(0)
+        ritz, _ = self.analyse()
+        self.j = full
+        best = min(
+            float(ritz.resid[ritz.blocks[bi][0]])
+            / max(float(np.abs(ritz.lam[ritz.blocks[bi][0]])), ritz.floor, 1e-300)
+            for bi in ritz.wanted
+        )
+        if best > WARM_NEAR * self.tol:
+            self._start = np.zeros(self.m)
+            self._start[: self.recycled] = 1.0
+            return ritz
+        self._products(2)
+        return None
 
     @staticmethod
     def worst_relative(ritz: Ritz) -> float:
@@ -369,12 +408,16 @@ class RecycledSolve:
     def handover_start(self, ritz: Ritz) -> torch.Tensor:
         """The hand-over's start vector.
 
-        The wanted Ritz vectors summed (real and imaginary parts), plus
-        ``HANDOVER_NOISE`` of a random unit vector.
+        The wanted Ritz vectors summed (real and imaginary parts), or the recycled
+        vectors summed when they were found stale, plus ``HANDOVER_NOISE`` of a random
+        unit vector.
         """
-        positions = [s for bi in ritz.wanted for s in [ritz.blocks[bi][0]]]
-        C = self.coefficients(ritz, positions)
-        c = (C.real + C.imag).sum(axis=1)
+        if self._start is not None:  # stale: the recycled vectors themselves
+            c = self._start[: self.recycled]
+        else:
+            positions = [s for bi in ritz.wanted for s in [ritz.blocks[bi][0]]]
+            C = self.coefficients(ritz, positions)
+            c = (C.real + C.imag).sum(axis=1)
         v = self.V.combine(c[:, None])[:, 0]
         v = v / torch.linalg.vector_norm(v)
         noise = self._random_vector()
