@@ -24,10 +24,19 @@ Usage::
     python scripts/bench_eigs.py --markdown docs/benchmarks.md   # also write the tables there
     python scripts/bench_eigs.py --section update-operators --smoke   # one section, tiny sizes
 
-Sections (``--section``): ``solvers`` (all of the above) and ``update-operators``:
+Sections (``--section``): ``solvers`` (all of the above); ``update-operators``:
 the spectral radius ρ(∂T) of every optimiser update operator of
 :mod:`specdiag.dynamics` on the 200k-parameter GAN, by specdiag's ``eigs`` and by
-ARPACK on the same operator (which="LM"), with products and time of each.
+ARPACK on the same operator (which="LM"), with products and time of each;
+``warm-start``: a training run of the 200k GAN (``gan.train(steps)`` between probes,
+one fixed probe batch) where J (eigs LM, on Jᵀ) and both player Hessians (eigsh LA)
+are solved cold and warm (``v0`` = the previous warm solve's ``basis``) at every
+probe: total products, the largest eigenvalue difference, convergence, and how far the
+wanted subspace turned between probes; ``overhead``: the time a solve spends outside
+its products, on a 300k-parameter player Hessian and on the 2M GAN's J and Hessians:
+wall time ÷ (products × one bare product), the bare product being
+``torch.autograd.grad`` on the same cached graph without any checks. Both new sections
+run "all" only when named (they are not in "all").
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import math
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -55,7 +65,12 @@ UPDATE_START, UPDATE_END = (
     "<!-- bench_eigs:update-operators:start -->",
     "<!-- bench_eigs:update-operators:end -->",
 )
-SECTIONS = ("all", "solvers", "update-operators")
+WARM_START, WARM_END = "<!-- bench_eigs:warm-start:start -->", "<!-- bench_eigs:warm-start:end -->"
+OVERHEAD_START, OVERHEAD_END = (
+    "<!-- bench_eigs:overhead:start -->",
+    "<!-- bench_eigs:overhead:end -->",
+)
+SECTIONS = ("all", "solvers", "update-operators", "warm-start", "overhead")
 
 
 class Timed:
@@ -161,8 +176,9 @@ class Row:
         return self.ours.n_matvec / self.ref.n_matvec
 
     def outside(self, result: sd.EigResult) -> float:
-        """Wall time beyond ``n_matvec`` products at their clean cost, per product, as a
-        fraction of one product.
+        """Wall time beyond ``n_matvec`` products at their clean cost, per product.
+
+        As a fraction of one product.
         """
         return (result.wall_time / result.n_matvec - self.product_s) / self.product_s
 
@@ -192,11 +208,13 @@ def run_case(case: str, op: Any, symmetric: bool, args: argparse.Namespace, whic
         timed.seconds / timed.calls,
     )
     print(
-        f"  {case:34s} n={row.n:>9,d} {row.solver:9s} products {ours.n_matvec:5d} vs {ref.n_matvec:5d} "
+        f"  {case:34s} n={row.n:>9,d} {row.solver:9s} "
+        f"products {ours.n_matvec:5d} vs {ref.n_matvec:5d} "
         f"({row.product_ratio:.2f}x)  wall {ours.wall_time:7.2f}s vs {ref.wall_time:7.2f}s  "
         f"outside/product {row.outside(ours):.3f} vs {row.outside(ref):.3f}  "
         f"product in ARPACK / in specdiag {row.ref_product_s / product_s:.2f}  "
-        f"Δλ/|λmax| {row.eig_diff:.1e}  converged {ours.n_converged}/{ours.k} vs {ref.n_converged}/{ref.k}",
+        f"Δλ/|λmax| {row.eig_diff:.1e}  "
+        f"converged {ours.n_converged}/{ours.k} vs {ref.n_converged}/{ref.k}",
         flush=True,
     )
     return row
@@ -224,7 +242,7 @@ def product_costs(gan: toys.MoGGAN, batch: dict, repeats: int) -> dict[str, floa
     for player in game.player_names:
         H = sd.PlayerHessian.from_field(field, player)
         w = u[game.player_slice(player)].clone()
-        out[f"Hu[{player}]"] = mean_time(lambda: H.matvec(w))
+        out[f"Hu[{player}]"] = mean_time(lambda H=H, w=w: H.matvec(w))  # type: ignore[misc]
     return out
 
 
@@ -312,11 +330,14 @@ def update_cases(
             products.append(J.n_products - before)
         row = UpdateRow(method, T.shape[0], solves[0], solves[1], (products[0], products[1]))
         print(
-            f"  {method:21s} n={row.n:>9,d} ρ {row.radius(row.ours):.6f} vs {row.radius(row.ref):.6f}  "
-            f"products {row.ours.n_matvec:5d} vs {row.ref.n_matvec:5d} ({row.ours.n_matvec / row.ref.n_matvec:.2f}x)  "
+            f"  {method:21s} n={row.n:>9,d} "
+            f"ρ {row.radius(row.ours):.6f} vs {row.radius(row.ref):.6f}  "
+            f"products {row.ours.n_matvec:5d} vs {row.ref.n_matvec:5d} "
+            f"({row.ours.n_matvec / row.ref.n_matvec:.2f}x)  "
             f"wall {row.ours.wall_time:7.2f}s vs {row.ref.wall_time:7.2f}s "
             f"({row.ours.wall_time / row.ref.wall_time:.2f}x)  "
-            f"converged {row.ours.n_converged}/{row.ours.k} vs {row.ref.n_converged}/{row.ref.k}",
+            f"converged {row.ours.n_converged}/{row.ours.k} "
+            f"vs {row.ref.n_converged}/{row.ref.k}",
             flush=True,
         )
         rows.append(row)
@@ -329,13 +350,15 @@ def update_markdown(
     lines = [
         UPDATE_START,
         f"Command: `{command}`  ",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, scipy {scipy.__version__}; {datetime.date.today().isoformat()}.  ",
-        f"{label}; η = 1/|λ_max(J)| = {lr:.4g}, momentum β = -0.3, consensus γ = η; eigs which = LM, "
-        f"k = {args.k}, tol = {args.tol}, maxiter = {args.maxiter}, same start vector for both.",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"scipy {scipy.__version__}; {datetime.date.today().isoformat()}.  ",
+        f"{label}; η = 1/|λ_max(J)| = {lr:.4g}, momentum β = -0.3, consensus γ = η; "
+        f"eigs which = LM, k = {args.k}, tol = {args.tol}, maxiter = {args.maxiter}, "
+        "same start vector for both.",
         "",
-        "| method | n | ρ(∂T) specdiag / ARPACK | products ∂T (specdiag / ARPACK) | ratio | products J "
-        "| wall s (specdiag / ARPACK) | ratio | converged |",
+        "| method | n | ρ(∂T) specdiag / ARPACK | products ∂T (specdiag / ARPACK) | ratio "
+        "| products J | wall s (specdiag / ARPACK) | ratio | converged |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -343,7 +366,8 @@ def update_markdown(
             f"| {r.method} | {r.n:,d} | {r.radius(r.ours):.6f} / {r.radius(r.ref):.6f} "
             f"| {r.ours.n_matvec} / {r.ref.n_matvec} | {r.ours.n_matvec / r.ref.n_matvec:.2f} "
             f"| {r.jacobian_products[0]} / {r.jacobian_products[1]} "
-            f"| {r.ours.wall_time:.2f} / {r.ref.wall_time:.2f} | {r.ours.wall_time / r.ref.wall_time:.2f} "
+            f"| {r.ours.wall_time:.2f} / {r.ref.wall_time:.2f} "
+            f"| {r.ours.wall_time / r.ref.wall_time:.2f} "
             f"| {r.ours.n_converged}/{r.ours.k} / {r.ref.n_converged}/{r.ref.k} |"
         )
     lines.append(UPDATE_END)
@@ -354,23 +378,26 @@ def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, comma
     lines = [
         START,
         f"Command: `{command}`  ",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, numpy {np.__version__}, scipy {scipy.__version__}; "
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"numpy {np.__version__}, scipy {scipy.__version__}; "
         f"{datetime.date.today().isoformat()}.  ",
-        f"Settings: k = {args.k}, tol = {args.tol}, ncv = max(2k + 1, 20) = {max(2 * args.k + 1, 20)}, "
-        "same start vector for both.",
+        f"Settings: k = {args.k}, tol = {args.tol}, "
+        f"ncv = max(2k + 1, 20) = {max(2 * args.k + 1, 20)}, same start vector for both.",
         "",
-        "| case | n | solver | products (specdiag / ARPACK) | ratio | wall s (specdiag / ARPACK) "
-        "| outside products, per product (specdiag / ARPACK) | product inside ARPACK ÷ inside specdiag "
-        "| max Δλ / \\|λ_max\\| | converged |",
+        "| case | n | solver | products (specdiag / ARPACK) | ratio "
+        "| wall s (specdiag / ARPACK) | outside products, per product (specdiag / ARPACK) "
+        "| product inside ARPACK ÷ inside specdiag | max Δλ / \\|λ_max\\| | converged |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.case} | {r.n:,d} | {r.solver} | {r.ours.n_matvec} / {r.ref.n_matvec} | {r.product_ratio:.2f} "
+            f"| {r.case} | {r.n:,d} | {r.solver} | {r.ours.n_matvec} / {r.ref.n_matvec} "
+            f"| {r.product_ratio:.2f} "
             f"| {r.ours.wall_time:.2f} / {r.ref.wall_time:.2f} "
-            f"| {r.outside(r.ours):.3f} / {r.outside(r.ref):.3f} | {r.ref_product_s / r.product_s:.2f} "
-            f"| {r.eig_diff:.1e} | {r.ours.n_converged}/{r.ours.k} / {r.ref.n_converged}/{r.ref.k} |"
+            f"| {r.outside(r.ours):.3f} / {r.outside(r.ref):.3f} "
+            f"| {r.ref_product_s / r.product_s:.2f} | {r.eig_diff:.1e} "
+            f"| {r.ours.n_converged}/{r.ours.k} / {r.ref.n_converged}/{r.ref.k} |"
         )
     ratios = [r.product_ratio for r in rows]
     lines += [
@@ -389,15 +416,17 @@ def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, comma
     for c in costs:
         hu = " | ".join(f"{c[k] / c['v']:.2f}" for k in c if k.startswith("Hu"))
         lines.append(
-            f"| {c['label']} | {c['n']:,d} | {1e3 * c['v']:.1f} | {c['JTu'] / c['v']:.2f} | {c['Ju'] / c['v']:.2f} | {hu} |"
+            f"| {c['label']} | {c['n']:,d} | {1e3 * c['v']:.1f} | {c['JTu'] / c['v']:.2f} "
+            f"| {c['Ju'] / c['v']:.2f} | {hu} |"
         )
     lines.append(END)
     return "\n".join(lines)
 
 
 def write_section(path: Path, text: str, start: str = START, end: str = END) -> None:
-    """Replace the section between the ``start`` and ``end`` markers (``text`` holds
-    both) in a Markdown file, or append it.
+    """Replace the section between the ``start`` and ``end`` markers, or append it.
+
+    ``text`` holds both markers.
     """
     old = path.read_text() if path.exists() else ""
     if start in old and end in old:
@@ -448,6 +477,229 @@ def solvers_section(args: argparse.Namespace, command: str) -> None:
         write_section(args.markdown, text)
 
 
+# ---------------------------------------------------------------------- warm starts
+WARM_OPERATORS = ("jacobian", "generator", "discriminator")
+
+
+@dataclass
+class WarmTally:
+    """Per operator, over the run: products cold and warm, worst difference, flags."""
+
+    cold: int = 0
+    warm: int = 0
+    diff: float = 0.0
+    converged: bool = True
+    handovers: int = 0
+    solves: int = 0
+    cosines: list = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.cosines = []
+
+
+def warm_probe(
+    name: str, op: Any, previous: Any, k: int, tol: float, tally: WarmTally
+) -> torch.Tensor:
+    """Solve ``op`` cold and warm (from ``previous``); update the tally; the new basis."""
+    solve = sd.eigs if name == "jacobian" else sd.eigsh
+    which = "LM" if name == "jacobian" else "LA"
+    cold = solve(op, k=k, which=which, tol=tol)
+    warm = solve(op, k=k, which=which, tol=tol, v0=previous, return_basis=True)
+    tally.cold += cold.n_matvec
+    tally.warm += warm.n_matvec
+    tally.solves += 1
+    tally.handovers += any("then Krylov" in note for note in warm.notes)
+    tally.converged &= cold.all_converged and warm.all_converged
+    c, w = cold.eigenvalues.numpy(), warm.eigenvalues.numpy()
+    diff = max(np.min(np.abs(c - v)) for v in w[:k]) / np.abs(c).max()
+    tally.diff = max(tally.diff, float(diff))
+    assert warm.basis is not None
+    if previous is not None:
+        size = min(k, previous.shape[1], warm.basis.shape[1])
+        cos = torch.linalg.svdvals(previous[:, :size].T @ warm.basis[:, :size])
+        tally.cosines.append(float(cos.mean()))
+    return warm.basis
+
+
+def warm_start_section(args: argparse.Namespace, command: str) -> str:
+    """The training run of the warm-start benchmark, and its Markdown table."""
+    hidden, depth = (16, 2) if args.smoke else (220, 3)
+    probes = 3 if args.smoke else args.probes
+    gan = toys.mog_gan(hidden=hidden, depth=depth, seed=0)
+    batch = gan.sample(256, generator=torch.Generator().manual_seed(1))
+    tallies = {name: WarmTally() for name in WARM_OPERATORS}
+    previous: dict[str, Any] = {name: None for name in WARM_OPERATORS}
+    n = sum(gan.n_parameters.values())
+    print(f"warm start: GAN {n:,d} parameters, {probes} probes, {args.steps} steps apart")
+    for probe in range(probes):
+        field = sd.GameField(gan.game, batch, seed=0)
+        ops: dict[str, Any] = {"jacobian": sd.GameJacobian.from_field(field)}
+        ops.update({p: sd.PlayerHessian.from_field(field, p) for p in gan.game.player_names})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sd.ConvergenceWarning)
+            for name, op in ops.items():
+                previous[name] = warm_probe(
+                    name, op, previous[name], args.k, args.tol, tallies[name]
+                )
+        print(
+            f"  probe {probe:2d}: "
+            + "  ".join(f"{m} {t.cold}/{t.warm}" for m, t in tallies.items()),
+            flush=True,
+        )
+        gan.train(args.steps, seed=probe)
+    return warm_markdown(tallies, n, probes, args, command)
+
+
+def warm_markdown(
+    tallies: dict[str, WarmTally], n: int, probes: int, args: argparse.Namespace, command: str
+) -> str:
+    lines = [
+        WARM_START,
+        f"Command: `{command}`  ",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; Python "
+        f"{platform.python_version()}, torch {torch.__version__}; "
+        f"{datetime.date.today().isoformat()}.  ",
+        f"MoG GAN, {n:,d} parameters, from its initialisation; {probes} probes, "
+        f"`gan.train({args.steps}, seed=probe)` between them, probe batch "
+        "`gan.sample(256, torch.Generator().manual_seed(1))`; k = "
+        f"{args.k}, tol = {args.tol}; warm = `v0` the previous warm solve's `basis` (the "
+        "first probe is cold in both columns).",
+        "",
+        "| operator | solver | products cold / warm | ratio | warm solves handed over "
+        "| mean cos of principal angles, consecutive bases | max \\|Δλ\\| / \\|λ_max\\| "
+        "| all converged |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    total = [0, 0]
+    for name, t in tallies.items():
+        solver = "eigs LM (on Jᵀ)" if name == "jacobian" else "eigsh LA"
+        cos = f"{np.mean(t.cosines):.2f}" if t.cosines else "—"
+        lines.append(
+            f"| {name} | {solver} | {t.cold} / {t.warm} | {t.warm / t.cold:.2f} "
+            f"| {t.handovers}/{t.solves - 1} | {cos} | {t.diff:.1e} | {t.converged} |"
+        )
+        total[0] += t.cold
+        total[1] += t.warm
+    lines += [
+        "",
+        f"All operators: {total[0]} / {total[1]} products, ratio {total[1] / total[0]:.2f}.",
+        WARM_END,
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- time outside products
+@dataclass
+class OverheadRow:
+    case: str
+    solver: str
+    n: int
+    result: sd.EigResult
+    bare_s: float  # median of one bare product
+
+    @property
+    def ratio(self) -> float:
+        return self.result.wall_time / (self.result.n_matvec * self.bare_s)
+
+
+def bare_product(field: sd.GameField, player: Any) -> Callable[[], Any]:
+    """``torch.autograd.grad`` on the field's cached graph, nothing else (Jᵀu or H u)."""
+    game = field.game
+    params = list(game.parameters(player))
+    outputs = [field._grads[i] for i in game.player_tensors(player)]
+    n = sum(p.numel() for p in params)
+    u = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=game.dtype)
+    pieces = [
+        piece.view(p.shape) for piece, p in zip(torch.split(u, [p.numel() for p in params]), params)
+    ]
+
+    def run() -> Any:
+        return torch.autograd.grad(outputs, params, grad_outputs=pieces, retain_graph=True)
+
+    return run
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> list[float]:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def overhead_case(
+    label: str, field: sd.GameField, player: Any, args: argparse.Namespace
+) -> OverheadRow:
+    """One solve and the bare product's median time (measured before and after it)."""
+    if player is None:
+        op: Any = sd.GameJacobian.from_field(field).T
+        solve, which = sd.eigs, "LM"
+    else:
+        op = sd.PlayerHessian.from_field(field, player)
+        solve, which = sd.eigsh, "LA"
+    bare = bare_product(field, player)
+    times = median_seconds(bare, args.repeats)
+    result = solve(op, k=args.k, which=which, tol=args.tol, maxiter=args.maxiter)
+    times += median_seconds(bare, args.repeats)
+    name = "eigs LM (on Jᵀ)" if player is None else "eigsh LA"
+    row = OverheadRow(label, name, op.shape[0], result, float(np.median(times)))
+    print(
+        f"  {label:28s} n={row.n:>9,d} products {result.n_matvec:4d} wall {result.wall_time:6.2f}s "
+        f"bare {1e3 * row.bare_s:7.2f} ms  wall / (products x bare) {row.ratio:.3f}",
+        flush=True,
+    )
+    return row
+
+
+def overhead_section(args: argparse.Namespace, command: str) -> str:
+    """The 300k Hessian and the 2M GAN's J and Hessians: time outside the products."""
+    specs: list[tuple[str, int, int, int, list[Any]]] = (
+        [("GAN 2k", 16, 2, 20, ["generator"])]
+        if args.smoke
+        else [
+            ("GAN 590k", 380, 3, 200, ["generator"]),
+            ("GAN 2M", 576, 4, 200, [None, "generator", "discriminator"]),
+        ]
+    )
+    if args.skip_2m:
+        specs = [spec for spec in specs if spec[0] != "GAN 2M"]
+    rows = []
+    for label, hidden, depth, steps, players in specs:
+        gan, batch, _ = trained_gan(label, hidden, depth, steps)
+        field = sd.GameField(gan.game, batch, seed=0)
+        for player in players:
+            name = "J (via Jᵀu)" if player is None else f"H[{player}]"
+            rows.append(overhead_case(f"{label} {name}", field, player, args))
+        del field
+    return overhead_markdown(rows, args, command)
+
+
+def overhead_markdown(rows: list[OverheadRow], args: argparse.Namespace, command: str) -> str:
+    lines = [
+        OVERHEAD_START,
+        f"Command: `{command}`  ",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; Python "
+        f"{platform.python_version()}, torch {torch.__version__}; "
+        f"{datetime.date.today().isoformat()}.  ",
+        f"k = {args.k}, tol = {args.tol}, ncv = {max(2 * args.k + 1, 20)}; bare product: "
+        f"median of {2 * args.repeats} `torch.autograd.grad` calls on the same cached graph, "
+        "half before and half after the solve.",
+        "",
+        "| case | n | solver | products | wall s | bare product ms "
+        "| wall ÷ (products × bare) | outside the products, per product |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.case} | {r.n:,d} | {r.solver} | {r.result.n_matvec} | {r.result.wall_time:.2f} "
+            f"| {1e3 * r.bare_s:.2f} | {r.ratio:.3f} | {r.ratio - 1:.3f} |"
+        )
+    lines.append(OVERHEAD_END)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, default=10)
@@ -465,9 +717,32 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="run one section: the solver comparison or the update operators",
     )
+    parser.add_argument(
+        "--probes", type=int, default=20, help="warm-start: probes of the training run"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=50, help="warm-start: training steps between probes"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     command = "python scripts/bench_eigs.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
+    if args.section == "warm-start":
+        text = warm_start_section(args, command)
+        print()
+        print(text)
+        if args.markdown:
+            write_section(args.markdown, text, WARM_START, WARM_END)
+    if args.section == "overhead":
+        text = overhead_section(args, command)
+        print()
+        print(text)
+        if args.markdown:
+            write_section(args.markdown, text, OVERHEAD_START, OVERHEAD_END)
     if args.section in ("all", "solvers"):
         solvers_section(args, command)
     if args.section in ("all", "update-operators"):

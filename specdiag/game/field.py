@@ -11,15 +11,27 @@ dropout masks and the batch are drawn once, which a Krylov method needs.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
 from ..errors import user_stacklevel
+from .flat import ParameterLayout
 from .game import Game
 from .state import autograd_on, requires_grad_enabled
 
 __all__ = ["GameField", "uncoupled_message"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one reverse product needs, looked up once per player and field."""
+
+    params: tuple[torch.Tensor, ...]
+    layout: ParameterLayout
+    outputs: tuple[torch.Tensor, ...]  # the gradient tensors that have a graph
+    positions: tuple[int, ...]  # their positions in the player's layout
 
 
 class GameField:
@@ -61,6 +73,7 @@ class GameField:
         self._grads = grads
         self.value = game.layout.join(grads)
         self._dual: tuple[torch.Tensor, list[int], list[torch.Tensor]] | None = None
+        self._plans: dict[str | None, _Plan] = {}
         self.uncoupled = _uncoupled_players(game, grads)
         if self.uncoupled:
             warnings.warn(uncoupled_message(self.uncoupled), stacklevel=user_stacklevel())
@@ -68,47 +81,51 @@ class GameField:
     def _with_graph(self, indices: Sequence[int]) -> list[int]:
         return [i for i in indices if self._grads[i].requires_grad]
 
+    def _plan(self, player: str | None) -> _Plan:
+        """The parameters, layout and graph outputs of ``player``'s products.
+
+        Cached: they are fixed for the field's lifetime.
+        """
+        plan = self._plans.get(player)
+        if plan is None:
+            game = self.game
+            indices = game.player_tensors(player)
+            outs = self._with_graph(indices)
+            plan = _Plan(
+                params=game.parameters(player),
+                layout=game.player_layout(player),
+                outputs=tuple(self._grads[i] for i in outs),
+                positions=tuple(i - indices.start for i in outs),
+            )
+            self._plans[player] = plan
+        return plan
+
     def vjp(self, u: torch.Tensor, player: str | None = None) -> torch.Tensor:
         r""":math:`J^\top u`, or :math:`H_i u` for ``player`` :math:`i` (flat vectors).
 
         For a player, ``u`` and the result live in that player's coordinates.
         """
-        game = self.game
-        params = game.parameters(player)
-        layout = game.player_layout(player)
-        indices = game.player_tensors(player)
-        outs = self._with_graph(indices)
-        if not outs:
+        plan = self._plan(player)
+        if not plan.outputs:
             return torch.zeros_like(u)
-        pieces = layout.split(u)
-        with autograd_on(game.device), requires_grad_enabled(params):
+        pieces = plan.layout.split(u)
+        with autograd_on(self.game.device), requires_grad_enabled(plan.params):
             res = torch.autograd.grad(
-                [self._grads[i] for i in outs],
-                params,
-                grad_outputs=[pieces[i - indices.start] for i in outs],
+                plan.outputs,
+                plan.params,
+                grad_outputs=[pieces[i] for i in plan.positions],
                 retain_graph=True,
                 allow_unused=True,
             )
-        return layout.join(res)
+        return plan.layout.join(res)
 
     def jvp(self, u: torch.Tensor) -> torch.Tensor:
         r""":math:`J u` by the double-vjp trick on the cached graph."""
         game = self.game
-        params = game.parameters()
+        params = self._plan(None).params
         with autograd_on(game.device), requires_grad_enabled(params):
             if self._dual is None:
-                w = torch.zeros(game.n, dtype=game.dtype, device=game.device, requires_grad=True)
-                outs = self._with_graph(range(len(self._grads)))
-                w_pieces = game.layout.split(w)
-                g = torch.autograd.grad(
-                    [self._grads[i] for i in outs],
-                    params,
-                    grad_outputs=[w_pieces[i] for i in outs],
-                    create_graph=True,
-                    allow_unused=True,
-                )
-                live = [i for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
-                self._dual = (w, live, [g[i] for i in live])
+                self._dual = self._dual_graph(params)
             w, live, g_live = self._dual
             if not live:
                 return torch.zeros_like(u)
@@ -117,6 +134,24 @@ class GameField:
                 g_live, w, grad_outputs=[pieces[i] for i in live], retain_graph=True
             )
         return res.detach()
+
+    def _dual_graph(
+        self, params: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
+        r"""The graph of :math:`g(w) = J^\top w` (built once, on the first :math:`J u`)."""
+        game = self.game
+        w = torch.zeros(game.n, dtype=game.dtype, device=game.device, requires_grad=True)
+        outs = self._with_graph(range(len(self._grads)))
+        w_pieces = game.layout.split(w)
+        g = torch.autograd.grad(
+            [self._grads[i] for i in outs],
+            params,
+            grad_outputs=[w_pieces[i] for i in outs],
+            create_graph=True,
+            allow_unused=True,
+        )
+        live = [i for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
+        return w, live, [g[i] for i in live]
 
 
 def uncoupled_message(players: Sequence[str]) -> str:

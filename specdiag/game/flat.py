@@ -9,6 +9,7 @@ the layout was built from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import torch
@@ -31,7 +32,9 @@ class ParameterLayout:
 
     Notes
     -----
-    ``split`` returns *views* into the flat vector (no copy), ``join`` copies once.
+    ``split`` returns *views* into the flat vector (no copy), ``join`` copies once. The
+    sizes are computed once per layout (products call ``split`` and ``join`` on every
+    application of an operator).
     """
 
     shapes: tuple[torch.Size, ...]
@@ -53,12 +56,12 @@ class ParameterLayout:
             )
         return cls(tuple(t.shape for t in tensors), tensors[0].dtype, tensors[0].device)
 
-    @property
+    @cached_property
     def numels(self) -> tuple[int, ...]:
         """Number of elements of each tensor."""
         return tuple(int(torch.Size(s).numel()) for s in self.shapes)
 
-    @property
+    @cached_property
     def size(self) -> int:
         """Length ``n`` of the flat vector."""
         return sum(self.numels)
@@ -70,7 +73,8 @@ class ParameterLayout:
                 f"expected a vector of shape ({self.size},), got {tuple(vector.shape)}"
             )
         return [
-            piece.view(shape) for piece, shape in zip(torch.split(vector, self.numels), self.shapes)
+            piece.view(shape)
+            for piece, shape in zip(vector.split_with_sizes(list(self.numels)), self.shapes)
         ]
 
     def join(self, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
@@ -81,8 +85,11 @@ class ParameterLayout:
         """
         if len(tensors) != len(self.shapes):
             raise ValueError(f"expected {len(self.shapes)} tensors, got {len(tensors)}")
+        present = [t for t in tensors if t is not None and t.dtype == self.dtype]
+        if len(present) == len(tensors):  # one copy kernel
+            return torch.cat([t.detach().reshape(-1) for t in present])
         out = torch.empty(self.size, dtype=self.dtype, device=self.device)
-        for piece, t in zip(torch.split(out, self.numels), tensors):
+        for piece, t in zip(torch.split(out, list(self.numels)), tensors):
             if t is None:
                 piece.zero_()
             else:

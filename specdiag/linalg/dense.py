@@ -1,8 +1,10 @@
-"""Exact solve of operators too small for a Krylov space (``n <= ncv``).
+"""Exact solve of small operators: assembled column by column, solved by LAPACK.
 
 The two-parameter Dirac-GAN has a 2x2 Jacobian; a Krylov method cannot even start a
-basis of 20 vectors in it. Such operators are assembled column by column
-(``n`` products) and handed to LAPACK in float64.
+basis of 20 vectors in it. Such operators, and others small enough that ``n`` products
+cost no more than a Krylov solve would (see :mod:`~specdiag.linalg.paths` for when), are
+assembled column by column (``n`` products) and handed to LAPACK in float64, which has
+the range to hold any float32 or float64 operator's entries: the solve is scale-free.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import NonFiniteError
+from .gram_schmidt import check_product
 from .krylov_schur import Ritz, rank
 
 __all__ = ["assemble", "dense_ritz"]
@@ -21,12 +24,22 @@ __all__ = ["assemble", "dense_ritz"]
 def assemble(
     apply: Callable[[torch.Tensor], torch.Tensor], n: int, dtype: torch.dtype, device: torch.device
 ) -> np.ndarray:
-    """The matrix of ``apply`` as a float64 numpy array (``n`` products)."""
+    """The matrix of ``apply`` as a float64 numpy array (``n`` products).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A product is not a tensor of shape ``(n,)``, ``dtype``, on ``device``.
+    NonFiniteError
+        A product holds NaN or Inf.
+    """
     eye = torch.eye(n, dtype=dtype, device=device)
-    cols = [apply(eye[i]).to(torch.float64).cpu() for i in range(n)]
-    A = torch.stack(cols, dim=1).numpy()
-    if not np.isfinite(A).all():
-        raise NonFiniteError("the operator returned NaN or Inf")
+    A = np.empty((n, n))
+    for i in range(n):
+        column = check_product(apply(eye[i]), n, dtype, device)
+        A[:, i] = column.detach().to(torch.float64).cpu().numpy()
+        if not np.isfinite(A[:, i]).all():
+            raise NonFiniteError(f"the operator returned NaN or Inf at product {i + 1}")
     return A
 
 

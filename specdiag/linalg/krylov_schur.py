@@ -9,10 +9,13 @@ device in its dtype (or as :class:`~.basis.KrylovBasis` says: on the host, in a 
 precision, sharded over ranks); only the small :math:`(j+1) \times j` matrix
 :math:`\underline{B}_j` (last row :math:`b^\top`) is brought to the host, in float64.
 
-* **Expansion** (Arnoldi): :math:`w = A v_j`, orthogonalised against the basis by
-  classical Gram–Schmidt applied twice (CGS2), the second pass skipped when the
-  first kept more than :math:`1/\sqrt 2` of the norm (DGKS). On breakdown (an invariant subspace)
-  the iteration continues with a random vector orthogonal to the basis.
+* **Expansion** (Arnoldi): :math:`w = A v_j / s` (:math:`s` a power of two fixed at the
+  first product, :class:`~.gram_schmidt.Scale`, so that badly scaled operators neither
+  underflow nor overflow), written straight into its basis row and orthogonalised there
+  by classical Gram–Schmidt with fused norms, repeated when the first pass kept less than
+  :math:`1/\sqrt 2` of the norm (DGKS; see :mod:`~.gram_schmidt`). On breakdown (an
+  invariant subspace) the iteration continues with a random vector orthogonal to the
+  basis.
 * **Convergence**: the Ritz pair :math:`(\theta, V y)` of the projected matrix has
   residual :math:`\|A V y - \theta V y\| = |b^\top y|` (unit :math:`y`); it has
   converged when that is at most ``tol * max(|θ|, sqrt(eps) * max|θ|)``, ARPACK's
@@ -41,14 +44,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import NonFiniteError
 from .basis import KrylovBasis
+from .gram_schmidt import BREAKDOWN, Scale, check_product, orthogonalize, unit
 from .projected import RealSchur, SymmetricEig
 from .which import wanted_order
 
 __all__ = ["KrylovSchur", "Ritz"]
 
-_DGKS = 1.0 / math.sqrt(2.0)
 #: Restarts to keep going once only unresolved wanted values are left.
 UNRESOLVED_PATIENCE = 3
 #: A converged Schur vector is locked once its residual is below this fraction of the
@@ -73,13 +75,16 @@ class Ritz:
     block_converged: np.ndarray  # per block
     floor: float
     unresolved: list[int]  # wanted blocks that ``which`` cannot tell from unwanted ones
+    scale: float = 1.0  # lam, resid and floor are in the operator's units; T is in 1/scale
 
     @property
     def n_wanted(self) -> int:
+        """Eigenvalues in the wanted set (``k``, or ``k + 1`` for a pair at its end)."""
         return sum(self.blocks[b][1] for b in self.wanted)
 
     @property
     def n_converged(self) -> int:
+        """Wanted eigenvalues that converged."""
         return sum(self.blocks[b][1] for b in self.wanted if self.block_converged[b])
 
     @property
@@ -101,6 +106,7 @@ def rank(
     Z: np.ndarray | None = None,
     *,
     complete: bool = False,
+    scale: float = 1.0,
 ) -> Ritz:
     """Order the Ritz values by ``which``, pick the wanted ``k`` and test convergence.
 
@@ -113,6 +119,9 @@ def rank(
     so a real Ritz value in the wanted set may stand where an undiscovered complex
     one belongs. Such values are reported as not converged, unless ``complete``
     (the Ritz values are the whole spectrum, as in the dense path).
+
+    ``lam`` and ``resid`` are those of the operator divided by ``scale`` (the test is
+    scale-invariant); the returned values are multiplied back.
     """
     reps = np.array([lam[s] if size == 1 or lam[s].imag > 0 else lam[s + 1] for s, size in blocks])
     order = wanted_order(reps, which)
@@ -130,8 +139,8 @@ def rank(
     block_converged[unresolved] = False
     empty = np.zeros((0, 0))
     return Ritz(
-        lam,
-        resid,
+        lam * scale,
+        resid * scale,
         X,
         empty if T is None else T,
         empty if Z is None else Z,
@@ -139,9 +148,19 @@ def rank(
         order,
         wanted,
         block_converged,
-        floor,
+        floor * scale,
         unresolved,
+        scale,
     )
+
+
+def ritz_vectors(basis: KrylovBasis, C: np.ndarray, symmetric: bool) -> torch.Tensor:
+    """Unit vectors ``V C`` (complex unless ``symmetric``) on the operator's device."""
+    real = basis.combine(C.real)
+    if symmetric:
+        return real / torch.linalg.vector_norm(real, dim=0)
+    vecs = torch.complex(real, basis.combine(C.imag))
+    return vecs / torch.linalg.vector_norm(vecs, dim=0)
 
 
 class KrylovSchur:
@@ -210,10 +229,9 @@ class KrylovSchur:
         self.n_restarts = 0
         self.first_check = min(ncv, 2 * k + 1)
         self._done_since: int | None = None
-        nrm = torch.linalg.vector_norm(v0).item()
-        if not math.isfinite(nrm) or nrm == 0.0:
-            raise ValueError("v0 must be a finite, non-zero vector")
-        self.basis.set(0, self.basis.local(v0) / nrm)
+        self.scale = Scale(dtype)
+        self._restart_row = 0  # j just after the last restart (row j of B is then full)
+        self.basis.set(0, self.basis.local(unit(v0)))
 
     @property
     def V(self) -> torch.Tensor:
@@ -247,8 +265,10 @@ class KrylovSchur:
             self.n_restarts += 1
 
     def _finished(self, ritz: Ritz) -> bool:
-        """Converged; with unresolved wanted values only after ``UNRESOLVED_PATIENCE``
-        further restarts, which give hidden eigenvalues a chance to appear.
+        """Whether the iteration has converged.
+
+        With unresolved wanted values only after ``UNRESOLVED_PATIENCE`` further
+        restarts, which give hidden eigenvalues a chance to appear.
         """
         if not ritz.done:
             self._done_since = None
@@ -260,86 +280,101 @@ class KrylovSchur:
         return self.n_restarts - self._done_since >= UNRESOLVED_PATIENCE
 
     # ------------------------------------------------------------------ expansion
-    def _orthogonalize(self, w: torch.Tensor, count: int) -> tuple[torch.Tensor, float, float]:
-        """Orthogonalise ``w`` in place against ``V[:count]`` by classical Gram–Schmidt,
-        repeated (CGS2) unless the first pass kept most of the norm (the DGKS test
-        ``‖w'‖ > ‖w‖/√2`` that ARPACK uses: then ``w'`` is orthogonal to working
-        precision and a second pass would change nothing). Returns the coefficients,
-        the norm after and the norm before.
-        """
-        basis = self.basis
-        norm0 = basis.norm(w)
-        h = basis.project(w, count)
-        basis.subtract(w, count, h)
-        norm = basis.norm(w)
-        if norm <= _DGKS * norm0:
-            h2 = basis.project(w, count)
-            basis.subtract(w, count, h2)
-            h += h2
-            norm = basis.norm(w)
-        return h, norm, norm0
-
     def expand(self) -> None:
         """One Arnoldi step: column ``j`` of ``B`` and the basis vector ``V[j+1]``."""
-        j = self.j
-        w = self.apply(self.basis.full(j))
+        j, basis = self.j, self.basis
+        w = check_product(self.apply(basis.full(j)), self.n, self.dtype, self.device)
         self.n_matvec += 1
-        if w.shape != (self.n,) or w.dtype != self.dtype or w.device != self.device:
-            raise TypeError(
-                f"the operator returned a tensor of shape {tuple(w.shape)}, dtype {w.dtype} on "
-                f"{w.device}; expected ({self.n},), {self.dtype} on {self.device}"
-            )
-        w = self.basis.local(w)
-        h, beta, norm0 = self._orthogonalize(w, j + 1)
-        if not (math.isfinite(beta) and math.isfinite(norm0)):
-            raise NonFiniteError(f"the operator returned NaN or Inf at product {self.n_matvec}")
-        self.B[: j + 1, j] = h.to(torch.float64).cpu().numpy()
-        if beta > 64 * self.eps * norm0:
+        x = basis.slot(j + 1)
+        basis.load(x, w, self.scale.factor(w))
+        known = self._three_term(x, j)
+        h, beta, norm0 = orthogonalize(basis, x, j + 1, self.n_matvec)
+        if known is not None:  # add back what the three-term step took out
+            h[j] += known[1]
+            if j > 0:
+                h[j - 1] += known[0]
+            norm0 = math.sqrt(norm0 * norm0 + known[0] ** 2 + known[1] ** 2)
+        self.B[: j + 1, j] = h
+        if beta > BREAKDOWN * self.eps * norm0:
             self.B[j + 1, j] = beta
-            self.basis.set(j + 1, w / beta)
+            basis.commit(j + 1, x, 1.0 / beta)
         else:  # invariant subspace: carry on in a random direction orthogonal to V
             self.B[j + 1, j] = 0.0
-            self.basis.set(j + 1, self._random_orthogonal(j + 1))
+            self._random_orthogonal(j + 1)
         self.j += 1
 
-    def _random_orthogonal(self, count: int) -> torch.Tensor:
+    def _three_term(self, x: torch.Tensor, j: int) -> tuple[float, float] | None:
+        r"""Lanczos' three-term step on ``x`` = :math:`A v_j` (symmetric operators only).
+
+        For symmetric :math:`A`, :math:`V^\top A v_j` is known but for one entry: row
+        ``j`` of ``B`` (here :math:`\beta_{j-1}` alone, except on the first step after
+        a restart, where that row holds the restart's coupling and the step is skipped)
+        and :math:`\alpha_j = v_j^\top A v_j`. Taking out
+        :math:`\beta_{j-1} v_{j-1} + \alpha_j v_j` first (three passes over one vector)
+        leaves Gram–Schmidt tiny coefficients, so its first pass keeps the norm and the
+        DGKS test passes: one read of the basis less on the steps that would need two.
+        Returns :math:`(\beta_{j-1}, \alpha_j)`, or ``None`` when not applicable.
+        """
+        if not self.proj.symmetric or 0 < j <= self._restart_row:
+            return None
+        beta = float(self.B[j, j - 1]) if j > 0 else 0.0
+        if beta != 0.0:
+            self.basis.axpy_row(x, j - 1, -beta)
+        alpha = self.basis.dot_row(j, x)
+        self.basis.axpy_row(x, j, -alpha)
+        return beta, alpha
+
+    def _random_orthogonal(self, count: int) -> None:
+        """Store a random unit vector orthogonal to ``V[:count]`` as ``V[count]``."""
         for _ in range(10):
-            r = self.basis.local(
-                torch.randn(self.n, generator=self.generator, dtype=self.dtype, device=self.device)
-            )
-            _, nrm, norm0 = self._orthogonalize(r, count)
+            x = self.basis.slot(count)
+            r = torch.randn(self.n, generator=self.generator, dtype=self.dtype, device=self.device)
+            self.basis.load(x, r)
+            _, nrm, norm0 = orthogonalize(self.basis, x, count)
             if nrm > 0.5 * norm0:
-                return r / nrm
+                self.basis.commit(count, x, 1.0 / nrm)
+                return
         raise RuntimeError("could not extend the Krylov basis with a random vector")
 
     # ------------------------------------------------------------------ Ritz values
     def analyse(self) -> Ritz:
         """Ritz values, residuals and the wanted set of the current decomposition."""
-        j, l, B, proj = self.j, self.l, self.B, self.proj
-        T, Z = proj.schur(B[l:j, l:j])
+        j, nl, B, proj = self.j, self.l, self.B, self.proj
+        T, Z = proj.schur(B[nl:j, nl:j])
         full = np.zeros((j, j))
-        full[:l, :l] = B[:l, :l]
+        full[:nl, :nl] = B[:nl, :nl]
         if not proj.symmetric:
-            full[:l, l:j] = B[:l, l:j] @ Z
-        full[l:j, l:j] = T
+            full[:nl, nl:j] = B[:nl, nl:j] @ Z
+        full[nl:j, nl:j] = T
         b = np.zeros(j)
-        b[l:] = B[j, l:j] @ Z
+        b[nl:] = B[j, nl:j] @ Z
         lam, X = proj.ritz(full)
         resid = np.abs(b @ X)
-        resid[:l] = self.locked_resid[:l]
-        return rank(lam, resid, X, proj.blocks(full), self.which, self.k, self.tol, self.eps, T, Z)
+        resid[:nl] = self.locked_resid[:nl]
+        return rank(
+            lam,
+            resid,
+            X,
+            proj.blocks(full),
+            self.which,
+            self.k,
+            self.tol,
+            self.eps,
+            T,
+            Z,
+            scale=self.scale.s,
+        )
+
+    def coefficients(self, ritz: Ritz, positions: list[int]) -> np.ndarray:
+        """Coordinates in ``V[:j]`` of the unit Ritz vectors at ``positions`` (complex)."""
+        j, nl = self.j, self.l
+        Zfull = np.eye(j)
+        Zfull[nl:j, nl:j] = ritz.Z
+        return Zfull @ ritz.X[:, positions]
 
     def ritz_vectors(self, ritz: Ritz, positions: list[int]) -> torch.Tensor:
         """Unit Ritz vectors ``V Z X[:, positions]`` on the device (complex unless symmetric)."""
-        j, l = self.j, self.l
-        Zfull = np.eye(j)
-        Zfull[l:j, l:j] = ritz.Z
-        C = Zfull @ ritz.X[:, positions]
-        real = self.basis.combine(C.real)
-        if self.proj.symmetric:
-            return real / torch.linalg.vector_norm(real, dim=0)
-        vecs = torch.complex(real, self.basis.combine(C.imag))
-        return vecs / torch.linalg.vector_norm(vecs, dim=0)
+        return ritz_vectors(self.basis, self.coefficients(ritz, positions), self.proj.symmetric)
 
     # ------------------------------------------------------------------ restart
     def _keep_count(self, ritz: Ritz) -> int:
@@ -354,33 +389,75 @@ class KrylovSchur:
 
     def restart(self, ritz: Ritz) -> None:
         """Truncate the decomposition to the wanted Ritz vectors and lock converged ones."""
-        j, l, proj = self.j, self.l, self.proj
+        j, nl, proj = self.j, self.l, self.proj
+        keep, conv, size = self._kept_blocks(ritz)
+        T, Z, conv_size = self._reordered(ritz, keep, conv)
+        new_blocks = proj.blocks(T)
+        ends = [s + bsize for s, bsize in new_blocks]
+        # Smallest block boundary holding the kept vectors, leaving room to expand.
+        p_active = next(e for e in ends if e >= size - nl)
+        if p_active >= j - nl:
+            p_active = max([e for e in ends if e < j - nl], default=0)
+        b = self.B[j, nl:j] @ Z
+        n_lock = self._lock(ritz, T, b, new_blocks, min(conv_size, p_active))
+        b[:n_lock] = 0.0
+        # Truncate: V[nl:nl+p] <- Z[:, :p]^T V[nl:j], B updated to match.
+        p = nl + p_active
+        Zk = Z[:, :p_active]
+        self.basis.rotate(nl, j, Zk.T)
+        self.basis.copy(p, j)
+        B = np.zeros_like(self.B)
+        B[:nl, :nl] = self.B[:nl, :nl]
+        if not proj.symmetric:
+            B[:nl, nl:p] = self.B[:nl, nl:j] @ Zk
+        B[nl:p, nl:p] = T[:p_active, :p_active]
+        B[p, nl:p] = b[:p_active]
+        self.B = B
+        self.j = p
+        self._restart_row = p
+        self.l = nl + n_lock
+
+    def _kept_blocks(self, ritz: Ritz) -> tuple[list[int], list[int], int]:
+        """The active blocks a restart keeps, most wanted first, up to the keep count.
+
+        Also the converged wanted ones among them, and the size kept (locked included).
+        """
         target = self._keep_count(ritz)
         wanted = set(ritz.wanted)
-        keep, size = [], l
+        keep, size = [], self.l
         for bi in ritz.order:
             start, bsize = ritz.blocks[bi]
-            if start < l:
+            if start < self.l:
                 continue
             if size >= target:
                 break
             keep.append(int(bi))
             size += bsize
         conv = [bi for bi in keep if bi in wanted and ritz.block_converged[bi]]
-        # Active-block coordinates: position of block bi is blocks[bi][0] - l.
-        T, Z = ritz.T, ritz.Z
-        mask = np.zeros(j - l, bool)
+        return keep, conv, size
+
+    def _reordered(
+        self, ritz: Ritz, keep: list[int], conv: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The active Schur form reordered: converged kept blocks first, then the others.
+
+        Returns ``T``, ``Z`` and the size of the converged leading part (0 when LAPACK
+        refused a swap: the form is still valid, but nothing is locked).
+        """
+        j, nl, proj = self.j, self.l, self.proj
+        # Active-block coordinates: position of block bi is blocks[bi][0] - nl.
+        mask = np.zeros(j - nl, bool)
         for bi in conv:
             s, bsize = ritz.blocks[bi]
-            mask[s - l : s - l + bsize] = True
-        T, Z, ok = proj.reorder(T, Z, mask)
+            mask[s - nl : s - nl + bsize] = True
+        T, Z, ok = proj.reorder(ritz.T, ritz.Z, mask)
         conv_size = int(mask.sum())
         if ok:
             # After the first reorder, blocks sit as [conv in order] + [rest in order].
             moved = conv + [
-                bi for bi in range(len(ritz.blocks)) if ritz.blocks[bi][0] >= l and bi not in conv
+                bi for bi in range(len(ritz.blocks)) if ritz.blocks[bi][0] >= nl and bi not in conv
             ]
-            mask = np.zeros(j - l, bool)
+            mask = np.zeros(j - nl, bool)
             pos = 0
             keep_set = set(keep)
             for bi in moved:
@@ -389,38 +466,23 @@ class KrylovSchur:
                     mask[pos : pos + bsize] = True
                 pos += bsize
             T, Z, ok = proj.reorder(T, Z, mask)
-        if not ok:
-            conv_size = 0  # LAPACK refused a swap: keep the decomposition valid, lock nothing
-        new_blocks = proj.blocks(T)
-        ends = [s + bsize for s, bsize in new_blocks]
-        # Smallest block boundary holding the kept vectors, leaving room to expand.
-        p_active = next(e for e in ends if e >= size - l)
-        if p_active >= j - l:
-            p_active = max([e for e in ends if e < j - l], default=0)
-        b = self.B[j, l:j] @ Z
-        # Lock the leading converged blocks whose Schur-vector residual is negligible.
-        n_lock = 0
-        for s, bsize in new_blocks:
-            if s + bsize > conv_size or s + bsize > p_active:
+        return T, Z, conv_size if ok else 0
+
+    def _lock(
+        self, ritz: Ritz, T: np.ndarray, b: np.ndarray, blocks: list[tuple[int, int]], limit: int
+    ) -> int:
+        """Lock the leading converged blocks whose Schur-vector residual is negligible.
+
+        Returns how many leading active vectors are locked (their residuals recorded).
+        """
+        n_lock, nl = 0, self.l
+        for s, bsize in blocks:
+            if s + bsize > limit:
                 break
             theta = np.abs(np.linalg.eigvals(T[s : s + bsize, s : s + bsize])).max()
             bnorm = float(np.linalg.norm(b[: s + bsize]))
-            if bnorm > LOCK_FRACTION * self.tol * max(theta, ritz.floor):
+            if bnorm > LOCK_FRACTION * self.tol * max(theta, ritz.floor / ritz.scale):
                 break
-            self.locked_resid[l + s : l + s + bsize] = bnorm
+            self.locked_resid[nl + s : nl + s + bsize] = bnorm
             n_lock = s + bsize
-        b[:n_lock] = 0.0
-        # Truncate: V[l:l+p] <- Z[:, :p]^T V[l:j], B updated to match.
-        p = l + p_active
-        Zk = Z[:, :p_active]
-        self.basis.rotate(l, j, Zk.T)
-        self.basis.copy(p, j)
-        B = np.zeros_like(self.B)
-        B[:l, :l] = self.B[:l, :l]
-        if not proj.symmetric:
-            B[:l, l:p] = self.B[:l, l:j] @ Zk
-        B[l:p, l:p] = T[:p_active, :p_active]
-        B[p, l:p] = b[:p_active]
-        self.B = B
-        self.j = p
-        self.l = l + n_lock
+        return n_lock

@@ -97,6 +97,7 @@ class SymmetricEig:
 
     @staticmethod
     def schur(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eigendecomposition of the symmetric part of ``B``: ``T`` diagonal, ``Z``."""
         w, Z = np.linalg.eigh((B + B.T) / 2)
         return np.diag(w), Z
 
@@ -104,13 +105,16 @@ class SymmetricEig:
     def reorder(
         T: np.ndarray, Z: np.ndarray, select: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Move the selected positions to the top (a permutation: ``T`` is diagonal)."""
         order = np.concatenate([np.flatnonzero(select), np.flatnonzero(~select)])
         return T[np.ix_(order, order)], Z[:, order], True
 
     @staticmethod
     def blocks(T: np.ndarray) -> list[tuple[int, int]]:
+        """Every position is a 1x1 block."""
         return [(i, 1) for i in range(len(T))]
 
     @staticmethod
     def ritz(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The diagonal, and the identity as eigenvectors."""
         return np.diag(T).astype(complex), np.eye(len(T), dtype=complex)

@@ -4,33 +4,27 @@ Both build a :class:`~specdiag.linalg.options.SolverOptions` from their keywords
 :func:`solve`, the one entry point below them (the probes call it with their own
 options). :func:`solve` resolves the settings for the operator, picks the operator the
 iteration works on (the transpose when it is cheaper and only eigenvalues are asked
-for), and runs one of three paths: an exact dense solve for operators too small for a
-Krylov space, the Krylov–Schur iteration, or scipy's ARPACK as a reference. Every path
-returns an :class:`~specdiag.EigResult`.
+for), and runs one of the paths of :mod:`specdiag.linalg.paths`: an exact dense solve
+for small operators, the Krylov–Schur iteration from a start vector, the recycled
+(warm) solve from a block, or scipy's ARPACK as a reference. Every path returns an
+:class:`~specdiag.EigResult`.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 import warnings
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from ..errors import ConvergenceWarning, user_stacklevel
 from .arpack import arpack_solve
-from .basis import KrylovBasis
-from .dense import assemble, dense_ritz
-from .krylov_schur import KrylovSchur, Ritz
 from .operator import as_operator
-from .options import DEFAULT_TOL, BasisOptions, SolverOptions, SolveSettings
+from .options import DEFAULT_TOL, BasisOptions, SolverOptions
+from .paths import krylov_solve
 from .result import EigResult
 
 __all__ = ["eigs", "eigsh", "solve"]
-
-logger = logging.getLogger("specdiag")
 
 
 def eigs(
@@ -49,6 +43,7 @@ def eigs(
     basis_device: Optional[torch.device | str] = None,
     basis_dtype: Optional[torch.dtype] = None,
     basis_group: Any = None,
+    return_basis: bool = False,
 ) -> EigResult:
     r"""Top-``k`` eigenvalues of a real, non-symmetric, matrix-free operator.
 
@@ -73,14 +68,26 @@ def eigs(
     tol : float
         Relative tolerance: a Ritz pair :math:`(\theta, x)` has converged when
         :math:`\|A x - \theta x\| \le \mathrm{tol}\cdot\max(|\theta|, \sqrt{\epsilon}\,
-        |\theta|_{\max})`. ``0`` means machine precision of the operator's dtype.
+        |\theta|_{\max})` (its ``relative_residuals`` entry is at most ``tol``). The test
+        is invariant under scaling the operator: operators with eigenvalues near the
+        ends of the floating-point range are solved as well as any. ``0`` means machine
+        precision of the operator's dtype.
     ncv : int, optional
-        Largest Krylov basis, ``k + 2 <= ncv``; default ``max(2k + 1, 20)``. Operators
-        with ``n <= ncv`` are solved exactly (``n`` products, dense LAPACK).
+        Largest Krylov basis, ``k + 2 <= ncv``; default ``max(2k + 1, 20)``. Small
+        operators are solved exactly (``n`` products, dense LAPACK): always when
+        ``n <= ncv``; up to ``n = DENSE_MAX_N`` (1024) when ``which`` may lie inside
+        the spectrum (``"SR"``, ``"SI"``, ``"SM"``, ``"LI"``), or when the Krylov
+        iteration has not converged within ``n`` products (see
+        :mod:`specdiag.linalg.paths`).
     maxiter : int, optional
         Largest number of restarts (default 300).
     v0 : torch.Tensor, optional
-        Start vector. Default: a normal random vector from ``generator``.
+        Start vector, shape ``(n,)``. Default: a normal random vector from
+        ``generator``. Or a block, shape ``(n, p)``: an (approximately) invariant
+        subspace, such as ``basis`` of a previous result on a nearby operator, recycled
+        into the first basis (a warm start, :mod:`specdiag.linalg.recycle`; at most
+        ``ncv - 2`` columns are used). With ``backend="arpack"`` the block's columns
+        are summed into one start vector.
     return_eigenvectors : bool
         Also return unit right eigenvectors, shape ``(n, k)``, complex.
     generator : torch.Generator, optional
@@ -105,14 +112,20 @@ def eigs(
         call the solver alike, with an operator whose products are the same on every
         rank (such as an average all-reduced over the group); the eigenvalues are those
         of the unsharded solve.
+    return_basis : bool
+        Also return ``basis``: a real orthonormal ``(n, m)`` tensor spanning the wanted
+        Ritz vectors (real and imaginary parts of a complex pair) of the operator the
+        iteration worked on (:math:`A^\top` when ``transposed``), to pass as ``v0`` of
+        the next solve on a nearby operator.
 
     Returns
     -------
     EigResult
-        Eigenvalues (complex128, most wanted first), residuals, converged flags,
-        product count, and eigenvectors if asked. If the solve stops before every
-        wanted eigenvalue converged, a :class:`~specdiag.ConvergenceWarning` is
-        issued and ``converged`` says which did; no exception is raised.
+        Eigenvalues (complex128, most wanted first), absolute and relative residuals,
+        converged flags, product count, and eigenvectors and basis if asked. If the
+        solve stops before every wanted eigenvalue converged, a
+        :class:`~specdiag.ConvergenceWarning` is issued and ``converged`` says which
+        did; no exception is raised.
     """
     options = SolverOptions(
         k=k,
@@ -131,6 +144,7 @@ def eigs(
         v0=v0,
         generator=generator,
         return_eigenvectors=return_eigenvectors,
+        return_basis=return_basis,
     )
 
 
@@ -150,6 +164,7 @@ def eigsh(
     basis_device: Optional[torch.device | str] = None,
     basis_dtype: Optional[torch.dtype] = None,
     basis_group: Any = None,
+    return_basis: bool = False,
 ) -> EigResult:
     r"""Top-``k`` eigenvalues of a real symmetric matrix-free operator.
 
@@ -173,7 +188,8 @@ def eigsh(
     -----
     Only the symmetric part of the operator is seen: a non-symmetric operator gives
     meaningless results. Player Hessians (:class:`~specdiag.PlayerHessian`) are
-    symmetric.
+    symmetric. Small operators are solved exactly as in :func:`eigs` (densely when
+    ``which="SM"`` and ``n <= 1024``).
     """
     options = SolverOptions(
         k=k,
@@ -192,6 +208,7 @@ def eigsh(
         v0=v0,
         generator=generator,
         return_eigenvectors=return_eigenvectors,
+        return_basis=return_basis,
     )
 
 
@@ -203,13 +220,17 @@ def solve(
     v0: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     return_eigenvectors: bool = False,
+    return_basis: bool = False,
 ) -> EigResult:
-    """Eigenvalues of ``op`` with ``options``: :func:`eigs` (``symmetric=False``) or
-    :func:`eigsh` (``symmetric=True``) without the keyword interface.
+    """Eigenvalues of ``op`` with ``options``: the entry below :func:`eigs` and :func:`eigsh`.
+
+    :func:`eigs` (``symmetric=False``) or :func:`eigsh` (``symmetric=True``) without
+    the keyword interface.
 
     Parameters are those of :func:`eigs`; ``options`` holds the solver settings.
-    Issues a :class:`~specdiag.ConvergenceWarning` when a wanted eigenvalue did not
-    converge.
+    ``v0`` may be a vector ``(n,)`` or a block ``(n, p)`` to recycle (a warm start, see
+    :mod:`specdiag.linalg.recycle`). Issues a :class:`~specdiag.ConvergenceWarning`
+    when a wanted eigenvalue did not converge.
     """
     name = "eigsh" if symmetric else "eigs"
     op = as_operator(op, name)
@@ -220,178 +241,80 @@ def solve(
     target = op.T if transposed else op
     if generator is None:
         generator = torch.Generator(device=op.device).manual_seed(0)
-    start = _start_vector(v0, op, generator, name)
+    start = _start(v0, op, generator, name)
     if options.backend == "arpack":
         result = arpack_solve(
             target,
             settings,
             symmetric=symmetric,
-            v0=start,
+            v0=start if start.ndim == 1 else _one_vector(start, generator),
             return_eigenvectors=return_eigenvectors,
+            return_basis=return_basis,
             transposed=transposed,
         )
     else:
-        result = _krylov_schur(
+        result = krylov_solve(
             target,
             settings,
             options.basis,
             symmetric=symmetric,
-            v0=start,
+            start=start,
             generator=generator,
             return_eigenvectors=return_eigenvectors,
+            return_basis=return_basis,
             transposed=transposed,
         )
     return _warn_unconverged(result, name)
 
 
-def _start_vector(
+def _start(
     v0: Optional[torch.Tensor], op: Any, generator: torch.Generator, name: str
 ) -> torch.Tensor:
-    """``v0`` on the operator's device and dtype, or a normal random vector."""
+    """``v0`` on the operator's device and dtype, or a normal random vector.
+
+    ``v0`` may be a vector or a block.
+
+    Raises
+    ------
+    ValueError
+        ``v0`` is not a tensor of shape ``(n,)`` or ``(n, p)`` with ``p >= 1``, or holds
+        NaN or Inf.
+    """
     n = op.shape[0]
     if v0 is None:
         return torch.randn(n, generator=generator, dtype=op.dtype, device=op.device)
-    if not isinstance(v0, torch.Tensor) or tuple(v0.shape) != (n,):
-        raise ValueError(f"{name}: v0 must be a tensor of shape ({n},)")
+    shapes_ok = isinstance(v0, torch.Tensor) and (
+        tuple(v0.shape) == (n,) or (v0.ndim == 2 and v0.shape[0] == n and v0.shape[1] >= 1)
+    )
+    if not shapes_ok:
+        got = tuple(v0.shape) if isinstance(v0, torch.Tensor) else type(v0).__name__
+        raise ValueError(
+            f"{name}: v0 must be a tensor of shape ({n},) (a start vector) or ({n}, p) (a "
+            f"block to recycle, such as a previous result's basis), got {got}"
+        )
+    if v0.is_complex() or not bool(torch.isfinite(v0).all()):
+        raise ValueError(f"{name}: v0 must be real and finite")
     return v0.detach().to(device=op.device, dtype=op.dtype)
 
 
-def _krylov_schur(
-    op: Any,
-    s: SolveSettings,
-    basis: BasisOptions,
-    *,
-    symmetric: bool,
-    v0: torch.Tensor,
-    generator: torch.Generator,
-    return_eigenvectors: bool,
-    transposed: bool,
-) -> EigResult:
-    """The Krylov–Schur iteration, or an exact dense solve when ``n <= ncv`` or
-    ``k >= n - 1`` (a Krylov space cannot be built)."""
-    n = op.shape[0]
-    start = time.perf_counter()
-    eps = torch.finfo(op.dtype).eps
-    notes: list[str] = []
-    solver = None
-    if n <= s.ncv or s.k >= n - 1:
-        ritz = dense_ritz(
-            assemble(op.matvec, n, op.dtype, op.device),
-            symmetric=symmetric,
-            which=s.which,
-            k=s.k,
-            tol=s.tol,
-            eps=eps,
-        )
-        n_matvec, n_restarts, stop = n, 0, "converged"
-        notes.append(f"solved exactly: n = {n} <= ncv or k >= n - 1 ({n} products, dense LAPACK)")
-    else:
-        solver = KrylovSchur(
-            op.matvec,
-            n,
-            op.dtype,
-            op.device,
-            k=s.k,
-            which=s.which,
-            tol=s.tol,
-            ncv=s.ncv,
-            maxiter=s.maxiter,
-            max_matvecs=s.budget,
-            v0=v0,
-            generator=generator,
-            symmetric=symmetric,
-            basis=KrylovBasis(
-                s.ncv + 1,
-                n,
-                op.dtype,
-                op.device,
-                storage_dtype=basis.dtype,
-                storage_device=basis.device,
-                group=basis.group,
-            )
-            if basis.custom
-            else None,
-        )
-        ritz, stop = solver.run()
-        n_matvec, n_restarts = solver.n_matvec, solver.n_restarts
-    positions = _wanted_positions(ritz)
-    notes += _notes(ritz, s, stop, len(positions))
-    vectors = None
-    if return_eigenvectors:
-        vectors = (
-            _dense_vectors(ritz, positions, op, symmetric)
-            if solver is None
-            else solver.ritz_vectors(ritz, positions)
-        )
-    block_of = {st + i: bi for bi, (st, size) in enumerate(ritz.blocks) for i in range(size)}
-    converged = np.array([ritz.block_converged[block_of[p]] for p in positions], dtype=bool)
-    values = ritz.lam[positions]
-    return EigResult(
-        eigenvalues=torch.from_numpy(values.real.copy() if symmetric else values.copy()),
-        residuals=torch.from_numpy(ritz.resid[positions].astype(np.float64)),
-        converged=torch.from_numpy(converged),
-        n_matvec=n_matvec,
-        n_restarts=n_restarts,
-        wall_time=time.perf_counter() - start,
-        which=s.which,
-        tol=s.tol,
-        ncv=s.ncv,
-        backend="krylov-schur",
-        k_requested=s.k,
-        transposed=transposed,
-        eigenvectors=vectors,
-        notes=tuple(notes),
-    )
+def _one_vector(block: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The one start vector ARPACK takes: the block's columns summed.
 
-
-def _notes(ritz: Ritz, s: SolveSettings, stop: str, returned: int) -> list[str]:
-    """What the caller should know about a Krylov–Schur solve."""
-    notes = []
-    if returned > s.k:
-        notes.append(
-            f"returned {returned} eigenvalues for k = {s.k}: the k-th is one of a "
-            "complex-conjugate pair, kept whole"
-        )
-        logger.info("%s", notes[-1])
-    if ritz.unresolved:
-        notes.append(
-            "which='LI' reached real eigenvalues; complex eigenvalues with small imaginary "
-            "parts may lie inside the spectrum, unfound, so those are reported as not "
-            "converged: ask for fewer or raise ncv"
-        )
-    if stop == "budget":
-        notes.append(f"stopped at the product budget max_matvecs = {s.max_matvecs}")
-    elif stop == "maxiter":
-        notes.append(f"stopped after maxiter = {s.maxiter} restarts")
-    return notes
-
-
-def _dense_vectors(ritz: Ritz, positions: list[int], op: Any, symmetric: bool) -> torch.Tensor:
-    """The unit eigenvectors of a dense solve, on the operator's device."""
-    vec = ritz.X[:, positions]
-    vectors = torch.from_numpy(vec.real.copy() if symmetric else vec)
-    complex_dtype = torch.complex64 if op.dtype == torch.float32 else torch.complex128
-    return vectors.to(device=op.device, dtype=op.dtype if symmetric else complex_dtype)
-
-
-def _wanted_positions(ritz: Ritz) -> list[int]:
-    """Diagonal positions of the wanted eigenvalues, most wanted first, pairs (+, -)."""
-    positions: list[int] = []
-    for bi in ritz.wanted:
-        s, size = ritz.blocks[bi]
-        if size == 1:
-            positions.append(s)
-        else:
-            plus = s if ritz.lam[s].imag > 0 else s + 1
-            positions.extend([plus, 2 * s + 1 - plus])
-    return positions
+    Plus a small random part, so that the vector is neither zero nor orthogonal to
+    everything else.
+    """
+    v = block.sum(dim=1)
+    noise = torch.randn(v.shape[0], generator=generator, dtype=v.dtype, device=v.device)
+    scale = torch.linalg.vector_norm(v) / torch.linalg.vector_norm(noise)
+    return v + 1e-3 * (scale if scale > 0 else 1.0) * noise
 
 
 def _warn_unconverged(result: EigResult, name: str) -> EigResult:
     if not result.all_converged:
+        notes = "; " + "; ".join(result.notes) if result.notes else ""
         warnings.warn(
             f"{name}: {result.n_converged} of {result.k} eigenvalues converged "
-            f"({result.n_matvec} products{'; ' + '; '.join(result.notes) if result.notes else ''}); "
+            f"({result.n_matvec} products{notes}); "
             "raise maxiter or max_matvecs, or loosen tol. The result reports which converged.",
             ConvergenceWarning,
             stacklevel=user_stacklevel(),

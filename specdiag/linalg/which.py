@@ -41,9 +41,9 @@ def wanted_order(values: np.ndarray, which: str) -> np.ndarray:
     Every key is invariant under complex conjugation, so the two members of a
     conjugate pair tie. Other ties (all real eigenvalues under ``"SI"``) go to the
     larger magnitude, which a Krylov space resolves first; remaining ties by position
-    (stable sort), which keeps a pair adjacent when it is listed adjacent. For ``"BE"`` the order alternates largest,
-    smallest, second largest, ... so that the first ``k`` hold ``ceil(k/2)`` from the
-    top and ``floor(k/2)`` from the bottom.
+    (stable sort), which keeps a pair adjacent when it is listed adjacent. For ``"BE"``
+    the order alternates largest, smallest, second largest, ... so that the first ``k``
+    hold ``ceil(k/2)`` from the top and ``floor(k/2)`` from the bottom.
     """
     v = np.asarray(values)
     if which == "BE":

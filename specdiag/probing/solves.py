@@ -8,7 +8,6 @@ instead of raising, unless the probe's ``on_error`` is ``"raise"``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 import warnings
@@ -36,7 +35,6 @@ from .scalars import SCALARS, spectrum_scalars
 
 __all__ = ["ProbeContext", "ProbeState", "solve_plan", "failed_record"]
 
-_WARM = "return_basis" in inspect.signature(solve).parameters
 #: Float32 products resolve relative residuals down to about this.
 RESIDUAL_FLOOR = 1e-6
 
@@ -171,7 +169,7 @@ def _eigen_record(
         options = options.replace(tol=tol)
     generator = torch.Generator(device=op.device).manual_seed(ctx.seed)
     warm: dict[str, Any] = {}
-    if ctx.state is not None and _WARM:
+    if ctx.state is not None:
         warm = {"v0": ctx.state.bases.get(plan.name), "return_basis": True}
     start = time.perf_counter()
     try:
@@ -190,7 +188,7 @@ def _eigen_record(
             raise
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
         return failed_record(plan, status, explain(exc), op.n_products, time.perf_counter() - start)
-    if ctx.state is not None and getattr(result, "basis", None) is not None:
+    if ctx.state is not None and result.basis is not None:
         ctx.state.bases[plan.name] = result.basis
     eigenvalues = result.eigenvalues.numpy().astype(np.complex128)
     converged = result.converged.numpy().astype(bool)
