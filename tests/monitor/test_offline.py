@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import os
 import random
 import subprocess
 import sys
-import types
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +19,10 @@ import torch
 import specdiag as sd
 from specdiag import cli as specdiag_cli
 from specdiag import toys
-from specdiag.linalg import solvers
 from specdiag.linalg.options import DEFAULT_TOL, BasisOptions
 from specdiag.monitor import offline
 from specdiag.monitor.offline import ProbeWorkerError, probe_snapshots, records_of
 from specdiag.monitor.snapshots import SnapshotError, SnapshotWriter, read_snapshots
-from specdiag.probing import solves
 from specdiag.probing.options import ProbeOptions
 from specdiag.probing.session import ProbeSession
 from specdiag.trace import TraceWriter, open_trace
@@ -158,38 +152,11 @@ def assert_trace_is(trace_path, records) -> None:
         assert values.tolist() == [r.losses[player] for r in records]
 
 
-def warm_emulation(monkeypatch) -> None:
-    """Warm starts where ``solve(..., return_basis=True)`` does not exist yet.
-
-    The emulated solve starts from the first column of the basis it is given and returns
-    as its "basis" a unit vector drawn from a stream seeded by the eigenvalues it found:
-    each probe then depends on the previous one, as with real warm starts, so only the
-    same chain of probes in the same order gives the same numbers.
-    """
-    if "return_basis" in inspect.signature(solvers.solve).parameters:
-        return  # the real warm starts are there
-    real = solvers.solve
-
-    def solve(op, settings, *, symmetric, v0=None, generator=None, return_basis=False, **kw):
-        start = v0[:, 0] if v0 is not None and v0.ndim == 2 else v0
-        result = real(op, settings, symmetric=symmetric, v0=start, generator=generator, **kw)
-        if not return_basis:
-            return result
-        seed = zlib.crc32(result.eigenvalues.numpy().tobytes())
-        basis = torch.randn(op.shape[0], 1, generator=torch.Generator().manual_seed(seed))
-        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-        return types.SimpleNamespace(**fields, basis=(basis / basis.norm()).to(op.dtype))
-
-    monkeypatch.setattr(solves, "solve", solve)
-
-
 # --------------------------------------------------------------------------- one worker
 
 
 @pytest.mark.parametrize("warm_start", [False, True], ids=["cold", "warm"])
-def test_one_worker_writes_the_in_loop_trace_bit_for_bit(tmp_path, monkeypatch, warm_start):
-    if warm_start:
-        warm_emulation(monkeypatch)
+def test_one_worker_writes_the_in_loop_trace_bit_for_bit(tmp_path, warm_start):
     dynamics: dict[str, Any] = dict(update=sd.UpdateRule("gd", lr=0.05), helmholtz=4)
     toy, records = train_with_probes(tmp_path / "snaps", warm_start=warm_start, **dynamics)
     assert all(r.status == "ok" for r in records)
