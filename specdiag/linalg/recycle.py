@@ -162,7 +162,7 @@ class RecycledSolve:
         self.recycled = self._seed(block)
         self.explorer = np.zeros(ncv)  # coordinates of the random-direction vector
         self.explorer[self.j] = 1.0
-        self._append(self._random_vector(), dependent_ok=False)
+        self._explore()
 
     # ------------------------------------------------------------------ building V
     def _seed(self, block: torch.Tensor) -> int:
@@ -172,24 +172,35 @@ class RecycledSolve:
                 break
             column = block[:, i]
             if bool(torch.any(column != 0)):
-                self._append(unit(column), dependent_ok=True)
+                self._append(unit(column))
         return self.j
+
+    def _explore(self) -> None:
+        """Append a random direction outside the recycled block.
+
+        The first draw lies inside the block when the block came from a solve started
+        from the same seed and stopped within the first Krylov steps (a product budget
+        of a few products): the block then spans that start vector. The generator has
+        moved on, so the next draw is a fresh direction.
+        """
+        for _ in range(3):
+            if self._append(self._random_vector()):
+                return
+        raise RuntimeError("could not extend the warm-start basis with a random vector")
 
     def _random_vector(self) -> torch.Tensor:
         return torch.randn(self.n, generator=self.generator, dtype=self.dtype, device=self.device)
 
-    def _append(self, whole: torch.Tensor, *, dependent_ok: bool) -> bool:
+    def _append(self, whole: torch.Tensor) -> bool:
         """Orthogonalise a whole vector against ``V[:j]`` and store it as ``V[j]``."""
         x = self.V.slot(self.j)
         self.V.load(x, whole)
-        return self._commit(x, dependent_ok)
+        return self._commit(x)
 
-    def _commit(self, x: torch.Tensor, dependent_ok: bool) -> bool:
+    def _commit(self, x: torch.Tensor) -> bool:
         _, nrm, nrm0 = orthogonalize(self.V, x, self.j)
         if nrm <= math.sqrt(self.eps) * nrm0 or nrm == 0.0:
-            if dependent_ok:
-                return False
-            raise RuntimeError("could not extend the warm-start basis with a random vector")
+            return False
         self.V.commit(self.j, x, 1.0 / nrm)
         self.j += 1
         return True
@@ -363,7 +374,7 @@ class RecycledSolve:
             x = self.V.slot(self.j)
             assert self.AV is not None
             self.V.fill(x, start, d, self.AV, c)
-            if self._commit(x, dependent_ok=True) and i == 0:
+            if self._commit(x) and i == 0:
                 added_explorer = True
         self.explored += 1
         if added_explorer:

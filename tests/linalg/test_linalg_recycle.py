@@ -159,6 +159,27 @@ def test_the_budget_and_maxiter_bound_a_warm_solve():
     assert r.n_matvec == 5
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_a_block_from_a_solve_cut_short_with_the_same_seed_is_recycled(symmetric):
+    # A solve stopped after k products spans its own start vector; the warm solve that
+    # follows draws that same vector first (same seed) and must move on to a fresh one.
+    op, _ = symmetric_base() if symmetric else general_base()
+    solve = sd.eigsh if symmetric else sd.eigs
+    with pytest.warns(sd.ConvergenceWarning):
+        short = solve(
+            op, k=3, max_matvecs=3, return_basis=True, generator=torch.Generator().manual_seed(0)
+        )
+    assert short.basis is not None
+    warm = solve(op, k=3, tol=1e-8, v0=short.basis, generator=torch.Generator().manual_seed(0))
+    cold = solve(op, k=3, tol=1e-8, generator=torch.Generator().manual_seed(0))
+    assert warm.all_converged
+    np.testing.assert_allclose(
+        np.sort_complex(warm.eigenvalues.numpy()),
+        np.sort_complex(cold.eigenvalues.numpy()),
+        rtol=1e-7,
+    )
+
+
 @pytest.mark.parametrize(
     "v0, match",
     [

@@ -215,9 +215,9 @@ def test_several_probe_batches_are_stored_with_their_index(tmp_path):
     assert trace.steps("jacobian").tolist() == [0, 0, 0, 10, 10, 10]
     assert trace.batch_index("jacobian").tolist() == [0, 1, 2, 0, 1, 2]
     eig = trace.eigenvalues("jacobian")
-    assert not np.allclose(eig[0, :2], eig[1, :2]) and np.array_equal(
-        eig[:3], eig[3:], equal_nan=True
-    )
+    assert not np.allclose(eig[0, :2], eig[1, :2])
+    # the same weights again: each batch's second solve is warm-started from its first
+    np.testing.assert_allclose(eig[3:], eig[:3], rtol=1e-3)
     assert records[1]["jacobian"].eigenvalues[:2] == pytest.approx(eig[1, :2])
 
 
