@@ -318,16 +318,37 @@ def common_steps(a: Path, b: Path) -> np.ndarray:
     return np.intersect1d(sd.open_trace(a).probe_steps(), sd.open_trace(b).probe_steps())
 
 
-def eigenvalue_differences(a: Path, b: Path, steps: np.ndarray) -> dict[str, float]:
-    """Per operator, the largest :func:`matched_difference` of ``a``'s eigenvalues from ``b``'s."""
+def scaled_difference(a: np.ndarray, b: np.ndarray) -> float:
+    r"""Largest distance of an eigenvalue of one list to the other, over :math:`|λ|_{max}`.
+
+    Two solves that both met the tolerance may differ in their last wanted eigenvalue
+    when it ties with the next one (equal :math:`|λ|` within the tolerance), so each
+    list's last finite eigenvalue is left out of the lists' distances to each other;
+    the scale :math:`\max|b|` is the one the solver's relative tolerance refers to for
+    the largest eigenvalues.
+    """
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return 0.0 if a.size == b.size else math.inf
+    scale = max(float(np.abs(b).max()), np.finfo(float).tiny)
+    one_way = [np.abs(x[:-1, None] - y[None, :]).min(axis=1).max() for x, y in ((a, b), (b, a))]
+    return float(max(one_way)) / scale
+
+
+def eigenvalue_differences(
+    a: Path, b: Path, steps: np.ndarray, scaled: bool = False
+) -> dict[str, float]:
+    """Per operator, the largest difference of ``a``'s eigenvalues from ``b``'s.
+
+    :func:`matched_difference` (relative to each eigenvalue, one to one), or with
+    ``scaled`` :func:`scaled_difference` (relative to :math:`|λ|_{max}`).
+    """
     ta, tb = sd.open_trace(a), sd.open_trace(b)
     ra, rb = rows_at(ta, steps), rows_at(tb, steps)
+    measure = scaled_difference if scaled else matched_difference
     return {
         op: max(
-            (
-                matched_difference(x, y)
-                for x, y in zip(ta.eigenvalues(op)[ra], tb.eigenvalues(op)[rb])
-            ),
+            (measure(x, y) for x, y in zip(ta.eigenvalues(op)[ra], tb.eigenvalues(op)[rb])),
             default=math.nan,
         )
         for op in ta.operators
@@ -356,33 +377,33 @@ class WarmCold:
 
 
 def warm_vs_cold(setup: Setup, args: argparse.Namespace, in_loop: Path, tmp: Path) -> WarmCold:
-    """A ``warm_start=False`` run of ``--warm-probes`` probes against the same probes warm.
+    """``--warm-probes`` probes warm against the same probes cold.
 
-    The warm probes are run (b)'s first ones when (b) probed all the cold run's steps
-    (the same training, schedule and probe settings), else those of a warm run of the
-    same length.
+    Run (b) uses the monitor's default mode; a run of the other mode over the first
+    ``--warm-probes`` probes (the same training, schedule and probe settings) is set
+    against (b)'s first probes.
     """
     steps = args.warm_probes * args.every
-    cold, _ = train(setup, args, "cold", {"warm_start": False}, tmp / "cold.h5", steps=steps)
-    assert cold.trace is not None
-    probed = sd.open_trace(cold.trace).probe_steps()
-    print(
-        f"  {'cold (warm_start=False)':48s} {cold.wall:8.1f} s  ({cold.probes} probes)", flush=True
-    )
-    warm, source = in_loop, f"the first {len(probed)} probes of run (b)"
+    default = bool(sd.open_trace(in_loop).meta["config"].get("warm_start"))
+    mode = "warm" if not default else "cold"
+    label = f"{mode} (warm_start={not default})"
+    other, _ = train(setup, args, mode, {"warm_start": not default}, tmp / f"{mode}.h5", steps)
+    assert other.trace is not None
+    probed = sd.open_trace(other.trace).probe_steps()
+    print(f"  {label:48s} {other.wall:8.1f} s  ({other.probes} probes)", flush=True)
     if not np.isin(probed, sd.open_trace(in_loop).probe_steps()).all():
-        run, _ = train(setup, args, "warm", {"warm_start": True}, tmp / "warm.h5", steps=steps)
-        assert run.trace is not None
-        warm, source = run.trace, f"a warm run of the same {steps} steps"
-    for path, expected in ((cold.trace, False), (warm, True)):
+        raise RuntimeError(f"run (b) did not probe every step the {mode} run probed")
+    traces = {not default: other.trace, default: in_loop}
+    for expected, path in traces.items():
         if sd.open_trace(path).meta["config"].get("warm_start") is not expected:
             raise RuntimeError(f"{path}: the trace does not say warm_start={expected}")
     return WarmCold(
         steps=probed,
-        source=source,
-        cold=products(cold.trace, probed),
-        warm=products(warm, probed),
-        differences=eigenvalue_differences(warm, cold.trace, probed),
+        source=f"{'cold' if default is False else 'warm'}: the first {len(probed)} probes "
+        f"of run (b); {mode}: a run of the same {steps} steps",
+        cold=products(traces[False], probed),
+        warm=products(traces[True], probed),
+        differences=eigenvalue_differences(traces[True], traces[False], probed, scaled=True),
     )
 
 
@@ -496,11 +517,13 @@ def warm_section(result: WarmCold, setup: Setup, args: argparse.Namespace) -> li
     return [
         "",
         f"**Warm starts** ({setup.name}): {len(result.steps)} probes every {args.every} "
-        f"steps, cold (`warm_start=False`) and warm ({result.source}); the first probe is "
-        "cold in both. Eigenvalues are matched one to one, nearest first.",
+        f"steps, cold (`warm_start=False`) and warm (`warm_start=True`); {result.source}; "
+        "the first probe is cold in both. The difference is the largest distance of an "
+        "eigenvalue to the other solve's, over |λ|max (each solve's last eigenvalue, which "
+        "may tie with the next, left out).",
         "",
         "| operator | products cold | products warm | warm ÷ cold | solve s cold / warm "
-        "| largest relative eigenvalue difference |",
+        "| largest eigenvalue difference ÷ \\|λ\\|max |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
         f"| all | {n_cold:,d} | {n_warm:,d} | {ratio:.2f} | | {worst:.1e} |",

@@ -310,9 +310,9 @@ def _add_probe(commands: Any) -> None:
     probe.add_argument("--tol", type=float, help="solver tolerance (default: specdiag's)")
     probe.add_argument("--seed", type=int, help="probe seed (default: the snapshots' own)")
     probe.add_argument(
-        "--no-warm-start",
+        "--warm-start",
         action="store_true",
-        help="start every solve cold instead of from the previous probe's Ritz subspace",
+        help="start each solve from the previous probe's Ritz subspace instead of cold",
     )
     probe.add_argument("--force", action="store_true", help="overwrite an existing trace")
     probe.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -335,7 +335,7 @@ def _probe(args: argparse.Namespace) -> int:
         operators=args.operators,
         tol=DEFAULT_TOL if args.tol is None else args.tol,
         seed=args.seed,
-        warm_start=not args.no_warm_start,
+        warm_start=args.warm_start,
         workers=args.workers,
         load=args.load,
         overwrite=args.force,

@@ -178,7 +178,11 @@ class SpectrumMonitor:
         ``.snapshots`` instead of ``.h5``.
     warm_start : bool
         Start each solve from the Ritz subspace of the same operator at the previous
-        probe (fewer products; the same convergence test). ``False``: every solve cold.
+        probe (the same convergence test). Off by default: at the usual spacing of
+        probes the spectrum moves too far for the recycled subspace to save products,
+        and a warm solve costs more time per product (``docs/benchmarks.md``). It pays
+        when consecutive probes see nearly the same operator (probes a few steps apart,
+        several probe batches of one model).
     on_probe : callable, optional
         ``on_probe(record)`` after every probe is written, for any logger (Weights &
         Biases, MLflow, ...: ``docs/integrations.md`` has recipes). An exception it
@@ -261,7 +265,7 @@ class SpectrumMonitor:
         budget: Optional[float] = None,
         defer: bool = False,
         snapshot_dir: str | os.PathLike[str] | None = None,
-        warm_start: bool = True,
+        warm_start: bool = False,
         on_probe: Optional[Callable[[ProbeRecord], Any]] = None,
         shares: bool | str = False,
         density: Any = False,

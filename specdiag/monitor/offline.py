@@ -390,7 +390,7 @@ def probe_snapshots(
     basis_dtype: Optional[torch.dtype] = None,
     seed: Optional[int] = None,
     on_error: str = "warn",
-    warm_start: bool = True,
+    warm_start: bool = False,
     workers: int = 1,
     load: Optional[str] = None,
     batch: Any = None,
@@ -436,7 +436,8 @@ def probe_snapshots(
         The probe seed; default each snapshot's stored seed (0 for checkpoints).
     warm_start : bool
         Start each solve from the previous probe's Ritz subspace
-        (:class:`~specdiag.probing.session.ProbeSession`).
+        (:class:`~specdiag.probing.session.ProbeSession`); off by default, as in
+        :class:`~specdiag.SpectrumMonitor`.
     workers : int
         Processes probing contiguous chunks of the snapshots in parallel (spawned;
         torch threads shared out among them). Each chunk's first probe starts cold, so

@@ -45,7 +45,7 @@ class ProbeSession:
         Probes run so far.
     """
 
-    def __init__(self, game: Game, options: ProbeOptions, *, warm_start: bool = True) -> None:
+    def __init__(self, game: Game, options: ProbeOptions, *, warm_start: bool = False) -> None:
         self.game = game
         self.options = options
         self.plans: list[Plan] = plan_operators(game, options)

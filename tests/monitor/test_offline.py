@@ -449,7 +449,7 @@ def test_the_probe_command_writes_the_trace(tmp_path, spec, capsys, monkeypatch)
     _, records = train_with_probes(tmp_path / "snaps")
     out = tmp_path / "cli.h5"
     args = [str(tmp_path / "snaps"), "--game", f"{spec}:game", "--out", str(out), "--k", str(K)]
-    done = cli(*args, "--workers", "2", "--no-warm-start", "--no-progress")
+    done = cli(*args, "--workers", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out)
     assert_trace_is(out, records)
@@ -459,11 +459,11 @@ def test_the_probe_command_writes_the_trace(tmp_path, spec, capsys, monkeypatch)
         f"specdiag: error: {out} exists; pass overwrite=True (specdiag probe --force) to "
         "replace it, or resume=True to probe only the snapshots after its last step"
     ]
-    forced = ["--force", "--operators", "jacobian", "--seed", "0", "--no-warm-start"]
+    forced = ["--force", "--operators", "jacobian", "--seed", "0"]
     assert specdiag_cli.main(["probe", *args, *forced]) == 0
     assert open_trace(out).operators == ("jacobian",)
     (tmp_path / "dotted_game.py").write_text(GAME_MODULE)  # a module importable from here
-    dotted = [*args[:2], "dotted_game:game", *args[3:], "--force", "--no-warm-start"]
+    dotted = [*args[:2], "dotted_game:game", *args[3:], "--force"]
     assert specdiag_cli.main(["probe", *dotted]) == 0
 
 
