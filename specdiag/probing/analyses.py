@@ -70,13 +70,17 @@ def block_shares(shares: np.ndarray, sizes: list[int]) -> np.ndarray:
 def orthonormal_span(vectors: torch.Tensor) -> torch.Tensor:
     """An orthonormal real basis of the span of ``vectors``, float64, on their device.
 
-    Complex columns contribute their real and imaginary parts.
+    Complex columns contribute their real and imaginary parts. A conjugate pair's two
+    columns give the same real and imaginary parts (up to sign), so the stacked parts
+    are rank-deficient: the basis is the left singular vectors of the non-negligible
+    singular values (a QR without pivoting would keep a column that does not lie in
+    the span).
     """
     parts = [vectors.real, vectors.imag] if vectors.is_complex() else [vectors]
     stacked = torch.cat(parts, dim=1).to(torch.float64)
-    q, r = torch.linalg.qr(stacked)
-    keep = r.diagonal().abs() > 1e-10 * max(float(r.diagonal().abs().max()), 1e-300)
-    return q[:, keep]
+    u, s, _ = torch.linalg.svd(stacked, full_matrices=False)
+    keep = s > 1e-10 * max(float(s.max()) if s.numel() else 0.0, 1e-300)
+    return u[:, keep]
 
 
 def principal_cosines(previous: Optional[torch.Tensor], current: torch.Tensor) -> np.ndarray:

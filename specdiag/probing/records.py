@@ -77,10 +77,10 @@ class OperatorRecord:
 
     @property
     def shares(self) -> Optional[dict[str, np.ndarray]]:
-        """``{parameter name.
+        """Each parameter tensor's share of each eigenvector, when asked for ``shares``.
 
-        Share of it in each eigenvector}`` (arrays over the eigenvalues; the shares of one
-        eigenvector sum to 1), when the probe was asked for ``shares``; else ``None``.
+        ``{parameter name: array over the eigenvalues}``; the shares of one eigenvector
+        sum to 1. ``None`` when the probe was not asked for ``shares``.
         """
         return self._named("shares", self.tensor_names)
 

@@ -56,7 +56,7 @@ class ProbeSession:
 
     def probe(self, batch: Any, *, step: Optional[int] = None, batch_index: int = 0) -> ProbeRecord:
         """One probe of the game at its current parameters (see :func:`~specdiag.probe`)."""
-        state = self._states.setdefault(batch_index, ProbeState()) if self.warm_start else None
+        state = self._states.setdefault(batch_index, ProbeState(warm=self.warm_start))
         record = run_probe(
             self.game,
             batch,
@@ -72,7 +72,7 @@ class ProbeSession:
         return record
 
     def reset(self) -> None:
-        """Forget the warm starts (the next probe starts every solve cold)."""
+        """Forget the previous probes (warm starts and top subspaces)."""
         self._states.clear()
 
     def __repr__(self) -> str:

@@ -53,10 +53,14 @@ class ProbeState:
     spans : dict of str to torch.Tensor
         Per operator, an orthonormal basis of its last top eigenvectors (``shares``):
         the principal angles of the next probe are measured against it.
+    warm : bool
+        Whether solves start from ``bases`` (warm starts); the spans are kept either
+        way.
     """
 
     bases: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
     spans: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    warm: bool = True
 
 
 @dataclass
@@ -169,7 +173,7 @@ def _eigen_record(
         options = options.replace(tol=tol)
     generator = torch.Generator(device=op.device).manual_seed(ctx.seed)
     warm: dict[str, Any] = {}
-    if ctx.state is not None:
+    if ctx.state is not None and ctx.state.warm:
         warm = {"v0": ctx.state.bases.get(plan.name), "return_basis": True}
     start = time.perf_counter()
     try:
@@ -188,7 +192,7 @@ def _eigen_record(
             raise
         status = "nonfinite" if isinstance(exc, NonFiniteError) else "error"
         return failed_record(plan, status, explain(exc), op.n_products, time.perf_counter() - start)
-    if ctx.state is not None and result.basis is not None:
+    if ctx.state is not None and ctx.state.warm and result.basis is not None:
         ctx.state.bases[plan.name] = result.basis
     eigenvalues = result.eigenvalues.numpy().astype(np.complex128)
     converged = result.converged.numpy().astype(bool)
