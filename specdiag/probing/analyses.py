@@ -26,6 +26,7 @@ the density on any grid follows (``specdiag.plot`` draws it on one grid over tra
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -68,19 +69,24 @@ def block_shares(shares: np.ndarray, sizes: list[int]) -> np.ndarray:
 
 
 def orthonormal_span(vectors: torch.Tensor) -> torch.Tensor:
-    """An orthonormal real basis of the span of ``vectors``, float64, on their device.
+    r"""An orthonormal real basis of the span of ``vectors``, float64, on their device.
 
-    Complex columns contribute their real and imaginary parts. A conjugate pair's two
-    columns give the same real and imaginary parts (up to sign), so the stacked parts
-    are rank-deficient: the basis is the left singular vectors of the non-negligible
-    singular values (a QR without pivoting would keep a column that does not lie in
-    the span).
+    Complex columns contribute their real and imaginary parts. The ``m`` eigenvectors of
+    a set of eigenvalues closed under conjugation span a real space of dimension ``m``:
+    a pair's two columns give the same parts (up to sign), and a real eigenvalue's
+    vector has an imaginary part that is rounding noise. The basis is therefore the
+    left singular vectors of the stacked parts for the largest singular values, at most
+    ``m`` of them, and none below :math:`\sqrt{\epsilon}` of the largest in the vectors'
+    precision (a QR without pivoting would keep columns outside the span).
     """
     parts = [vectors.real, vectors.imag] if vectors.is_complex() else [vectors]
     stacked = torch.cat(parts, dim=1).to(torch.float64)
     u, s, _ = torch.linalg.svd(stacked, full_matrices=False)
-    keep = s > 1e-10 * max(float(s.max()) if s.numel() else 0.0, 1e-300)
-    return u[:, keep]
+    if s.numel() == 0:
+        return u
+    floor = math.sqrt(torch.finfo(vectors.real.dtype).eps) * float(s[0])
+    rank = min(int((s > floor).sum()), vectors.shape[1])
+    return u[:, :rank]
 
 
 def principal_cosines(previous: Optional[torch.Tensor], current: torch.Tensor) -> np.ndarray:

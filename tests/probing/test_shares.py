@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import specdiag as sd
+from specdiag.probing.analyses import orthonormal_span
 
 SIZES: dict[str, list[tuple[int, ...]]] = {"x": [(3,), (2, 2)], "y": [(4,), (3,)]}
 
@@ -150,3 +151,26 @@ def test_consecutive_probes_measure_how_far_the_top_subspace_turned(tmp_path):
     np.testing.assert_allclose(
         np.sort(second.arrays["principal_cosines"]), np.sort(np.clip(cosines, 0, 1)), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_the_span_of_m_eigenvectors_has_dimension_m_despite_rounding(dtype):
+    # Two real eigenvectors (imaginary parts: rounding noise) and one conjugate pair.
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(50, 2, dtype=torch.float64, generator=gen)
+    pair = torch.randn(50, 1, dtype=torch.complex128, generator=gen)
+    noise = 1e-6 if dtype == torch.complex64 else 1e-14
+    vectors = torch.cat(
+        [
+            real + 1j * noise * torch.randn(50, 2, dtype=torch.float64, generator=gen),
+            pair,
+            pair.conj(),
+        ],
+        dim=1,
+    ).to(dtype)
+    span = orthonormal_span(vectors)
+    assert span.shape == (50, 4)
+    np.testing.assert_allclose((span.T @ span).numpy(), np.eye(4), atol=1e-12)
+    exact = torch.cat([real, pair.real, pair.imag], dim=1)
+    residual = exact - span @ (span.T @ exact)
+    assert float(residual.norm() / exact.norm()) < 10 * noise
