@@ -4,24 +4,15 @@ that torch.autograd.functional.jacobian builds independently of specdiag."""
 from __future__ import annotations
 
 import warnings
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
 from games import gan_game, sorted_by, three_player_game
+from linalg.linalg_cases import assert_top_eigenvalues
 
 import specdiag as sd
 from specdiag.linalg import paths
-
-KEYS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "LM": np.abs,
-    "SM": np.abs,
-    "LR": np.real,
-    "SR": np.real,
-    "LI": lambda v: np.abs(np.imag(v)),
-    "SI": lambda v: np.abs(np.imag(v)),
-}
 
 _cache: dict = {}
 
@@ -43,18 +34,6 @@ def small_gan(loss: str, dtype: torch.dtype):
     return _cache[key]
 
 
-def assert_matches_dense(result: sd.EigResult, true: np.ndarray, which: str, atol: float) -> None:
-    """Every returned eigenvalue is an eigenvalue, and the set is the top by ``which``."""
-    got = result.eigenvalues.numpy()
-    for g in got:
-        assert np.min(np.abs(true - g)) <= atol, (
-            f"{g} is not an eigenvalue (nearest off by {np.min(np.abs(true - g)):.2e})"
-        )
-    key = KEYS[which]
-    expected = sorted_by(true, which)[: len(got)]
-    np.testing.assert_allclose(key(got), key(expected), atol=atol, rtol=0)
-
-
 @pytest.mark.parametrize("loss", ["nonsaturating", "minimax", "wgan"])
 @pytest.mark.parametrize("which", ["LM", "LR", "SR", "LI", "SI"])
 @pytest.mark.parametrize(
@@ -71,7 +50,7 @@ def test_eigs_matches_dense_jacobian(loss, which, dtype, tol, path):
     atol = max(tol, 2e-6 if dtype == torch.float32 else 0) * scale
     assert r.all_converged, r
     assert r.k in (k, k + 1)
-    assert_matches_dense(r, true, which, atol)
+    assert_top_eigenvalues(r, true, which, atol)
 
 
 def test_three_player_game():
@@ -80,7 +59,7 @@ def test_three_player_game():
     for which in ("LM", "LR", "SR"):
         r = sd.eigs(sd.GameJacobian(g.game, None), k=5, which=which, tol=1e-8)
         assert r.all_converged
-        assert_matches_dense(r, true, which, 1e-8 * np.abs(true).max())
+        assert_top_eigenvalues(r, true, which, 1e-8 * np.abs(true).max())
 
 
 def test_conjugate_pairs_complete_and_k_rounds_up():

@@ -11,7 +11,7 @@ same matrix comes as a ``MatrixOperator``, a bare tensor, a duck-typed object wi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -129,3 +129,29 @@ def sorted_by(values: np.ndarray, which: str) -> np.ndarray:
     from specdiag.linalg.which import wanted_order
 
     return values[wanted_order(values, which)]
+
+
+#: The quantity each ``which`` orders eigenvalues by ("BE" alternates top and bottom,
+#: so its values are compared one by one).
+WHICH_KEYS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "LM": np.abs,
+    "SM": np.abs,
+    "LR": np.real,
+    "SR": np.real,
+    "LI": lambda v: np.abs(np.imag(v)),
+    "SI": lambda v: np.abs(np.imag(v)),
+    "LA": np.real,
+    "SA": np.real,
+    "BE": np.real,
+}
+
+
+def assert_top_eigenvalues(result: Any, truth: np.ndarray, which: str, atol: float) -> None:
+    """Every returned eigenvalue is one of ``truth``, and the set is the top by ``which``."""
+    got = result.eigenvalues.numpy()
+    for g in got:
+        off = np.min(np.abs(truth - g))
+        assert off <= atol, f"{g} is not an eigenvalue (nearest off by {off:.2e})"
+    expected = sorted_by(truth.astype(complex), which)[: len(got)]
+    key = WHICH_KEYS[which]
+    np.testing.assert_allclose(key(got), key(expected), atol=atol, rtol=0)

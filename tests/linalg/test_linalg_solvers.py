@@ -7,8 +7,6 @@ matrix was built from (see ``linalg_cases``), which numpy's dense solve confirms
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import pytest
 import torch
@@ -19,41 +17,22 @@ from specdiag.linalg import GENERAL_WHICH, SYMMETRIC_WHICH, paths
 from .linalg_cases import (
     KINDS,
     as_kind,
+    assert_top_eigenvalues,
     block_diagonal,
     eigenvalues_of,
     general_spectrum,
     products,
     reflector,
-    sorted_by,
     symmetric_spectrum,
 )
 
 N = paths.DENSE_MAX_N + 176  # 1200: the Krylov path
-KEYS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "LM": np.abs,
-    "SM": np.abs,
-    "LR": np.real,
-    "SR": np.real,
-    "LI": lambda v: np.abs(np.imag(v)),
-    "SI": lambda v: np.abs(np.imag(v)),
-    "LA": np.real,
-    "SA": np.real,
-    "BE": np.real,  # alternating top, bottom: compared value by value
-}
 TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 _general = general_spectrum(N)
 _truth = eigenvalues_of(*_general)
 _D = block_diagonal(*_general)
 _u = reflector(N, 1)
-
-
-def check_against(result: sd.EigResult, truth: np.ndarray, which: str, atol: float) -> None:
-    got = result.eigenvalues.numpy()
-    for g in got:
-        assert np.min(np.abs(truth - g)) <= atol, f"{g} is not an eigenvalue"
-    expected = sorted_by(truth.astype(complex), which)[: len(got)]
-    np.testing.assert_allclose(KEYS[which](got), KEYS[which](expected), atol=atol, rtol=0)
 
 
 def test_the_test_matrix_has_the_spectrum_it_was_built_with():
@@ -76,7 +55,7 @@ def test_eigs_every_which_dtype_and_kind(kind, which, dtype):
     assert r.all_converged, r
     assert r.k == 4 and r.k_requested == 4  # the outliers come in whole pairs
     scale = np.abs(_truth).max()
-    check_against(r, _truth, which, atol=10 * tol * scale)
+    assert_top_eigenvalues(r, _truth, which, atol=10 * tol * scale)
     vals = r.eigenvalues.numpy()
     for i, v in enumerate(vals):  # pairs whole, adjacent, positive imaginary part first
         if v.imag > 0:
@@ -103,7 +82,7 @@ def test_eigsh_every_which_dtype_and_kind(kind, which, dtype):
     assert r.all_converged and r.k == 4
     assert r.eigenvalues.dtype == torch.float64
     # symmetric: eigenvalue error ~ residual^2 / gap
-    check_against(r, truth, which, atol=10 * tol * np.abs(truth).max())
+    assert_top_eigenvalues(r, truth, which, atol=10 * tol * np.abs(truth).max())
     if kind != "tensor":
         assert products(op) == r.n_matvec
     assert (r.relative_residuals.numpy() <= tol).all()
@@ -151,26 +130,6 @@ def test_transposed_operator_reports_its_own_products():
 
 
 # ------------------------------------------------------------- moved from tests/test_eigs.py
-KEYS_GAN: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "LM": np.abs,
-    "SM": np.abs,
-    "LR": np.real,
-    "SR": np.real,
-    "LI": lambda v: np.abs(np.imag(v)),
-    "SI": lambda v: np.abs(np.imag(v)),
-}
-
-
-def assert_matches_dense(result: sd.EigResult, true: np.ndarray, which: str, atol: float) -> None:
-    """Every returned eigenvalue is an eigenvalue, and the set is the top by ``which``."""
-    got = result.eigenvalues.numpy()
-    for g in got:
-        assert np.min(np.abs(true - g)) <= atol, (
-            f"{g} is not an eigenvalue (nearest off by {np.min(np.abs(true - g)):.2e})"
-        )
-    key = KEYS_GAN[which]
-    expected = sorted_by(true, which)[: len(got)]
-    np.testing.assert_allclose(key(got), key(expected), atol=atol, rtol=0)
 
 
 @pytest.fixture(params=["auto", "krylov"])
@@ -194,7 +153,7 @@ def test_random_nonnormal_matrix_against_arpack_and_dense(which, path):
     ref = sd.eigs(A, k=4, which=which, tol=tol, backend="arpack")
     atol = 1e-4 * np.abs(true).max()  # non-normal: eigenvalue error ~ condition x residual
     assert r.all_converged
-    assert_matches_dense(r, true, which, atol)
+    assert_top_eigenvalues(r, true, which, atol)
     assert ref.backend == "arpack" and ref.n_matvec > 0
 
 
