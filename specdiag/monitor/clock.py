@@ -19,6 +19,11 @@ the time another monitor spends in its ``step()`` is neither this monitor's trai
 time nor left out of its probing time, so :math:`t_{\text{probe}}` above counts the
 work of every monitor since this one started, and ``budget=0.1`` on each keeps the
 whole run's overhead at about 10%. :data:`WATCHING` keeps the process's total.
+
+What a training step costs, :attr:`TrainingClock.step_time`, leaves out the first
+interval: from the monitor's creation to its first ``step()`` call it holds the loop's
+set-up and the first step's one-off costs (lazy initialisation, optimiser state,
+allocator growth, compilation), often many steady steps' worth.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class TrainingClock:
         Seconds other monitors spent in their ``step()`` while this one ran.
     steps : int
         ``step()`` calls so far.
+    steady_time : float
+        Training seconds after the first ``step()`` call (the intervals between calls).
     since_probe : float
         Training seconds since the last probe (or since the start).
     last_cost : float
@@ -75,6 +82,7 @@ class TrainingClock:
         self.probe_time = 0.0
         self.other_time = 0.0
         self.steps = 0
+        self.steady_time = 0.0
         self.since_probe = 0.0
         self.last_cost = math.nan
 
@@ -88,6 +96,8 @@ class TrainingClock:
         self.other_time += others
         self.train_time += elapsed
         self.since_probe += elapsed
+        if self.steps:
+            self.steady_time += elapsed
         self.steps += 1
 
     def leave(self, worked: float) -> None:
@@ -104,8 +114,13 @@ class TrainingClock:
 
     @property
     def step_time(self) -> float:
-        """Mean training seconds per step (NaN before the first step)."""
-        return self.train_time / self.steps if self.steps else math.nan
+        """Mean training seconds per step after the first (NaN before the second call).
+
+        The first interval (set-up and one-off costs) is left out, so that a probe's
+        cost in training steps is counted in steady steps.
+        """
+        steady = self.steps - 1
+        return self.steady_time / steady if steady > 0 else math.nan
 
     @property
     def overhead(self) -> float:

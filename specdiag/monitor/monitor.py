@@ -46,7 +46,7 @@ from ..trace import TraceWriter
 from ..validation import integer
 from .batches import ProbeBatches, check_metadata
 from .clock import TrainingClock
-from .report import WarningLedger, cost_message, log
+from .report import COST_STEPS, WarningLedger, cost_message, log
 from .schedules import Schedule, as_schedule, schedule_config
 
 __all__ = ["SpectrumMonitor"]
@@ -306,6 +306,7 @@ class SpectrumMonitor:
         self._group, self._closed = group, False
         self._pending: Optional[int] = None
         self._clock, self._ledger, self._said_cost = TrainingClock(), WarningLedger(), False
+        self._first_probe_s: Optional[float] = None  # the first probe's cost, once measured
         self._unwritten: list[ProbeRecord] = []
         self._warned_purge = self._outage = False
         self.snapshot_dir: Optional[str] = None
@@ -440,6 +441,7 @@ class SpectrumMonitor:
         self._clock.enter()
         start = self._clock.now()
         try:
+            self._say_cost()
             if (force or self._due(step)) and self._pending is None:
                 self._pending = int(step)
             if self._pending is None or not (force or self._now()):
@@ -558,16 +560,30 @@ class SpectrumMonitor:
             message=message,
             train_time=clock.since_probe,
             overhead=spent / clock.train_time if clock.train_time > 0 else float("nan"),
-            cost_steps=record.wall_time / clock.step_time if clock.steps else float("nan"),
+            cost_steps=record.wall_time / step if (step := clock.step_time) > 0 else float("nan"),
         )
 
     def _first_cost(self, seconds: float) -> None:
-        """Log once what a probe costs (at the first probe), and remember the cost."""
-        if not self._said_cost:
-            level, text = cost_message(seconds, self._clock.step_time, self.schedule, self._budget)
-            log(level, text)
-            self._said_cost = True
+        """Remember what the probe cost, and the first probe's cost until it is said."""
+        if self._first_probe_s is None:
+            self._first_probe_s = seconds
+            self._say_cost()
         self._clock.probed(seconds)
+
+    def _say_cost(self, last_chance: bool = False) -> None:
+        """Log once what the first probe cost in training steps, and what the schedule will.
+
+        Said once :data:`~specdiag.monitor.report.COST_STEPS` steady steps have been
+        timed (at the first probe if they have by then; a probe at the first step waits
+        for them), or when the monitor closes before that.
+        """
+        if self._said_cost or self._first_probe_s is None:
+            return
+        if self._clock.steps - 1 < COST_STEPS and not last_chance:
+            return
+        step_time = self._clock.step_time
+        log(*cost_message(self._first_probe_s, step_time, self.schedule, self._budget))
+        self._said_cost = True
 
     def _report(self, record: ProbeRecord) -> None:
         """The record's scalars to the summary writer, and the record to ``on_probe``."""
@@ -660,6 +676,8 @@ class SpectrumMonitor:
         Records a full disk kept waiting are tried once more; those still unwritten are
         lost with the process, and a warning says how many.
         """
+        if not self._closed:
+            self._say_cost(last_chance=True)
         if self._writer is not None and self._unwritten and not self._closed:
             for record in list(self._unwritten):
                 try:

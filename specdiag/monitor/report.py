@@ -17,6 +17,8 @@ logger = logging.getLogger("specdiag")
 
 #: Slowdown above which the cost message is a warning rather than information.
 SLOWDOWN_WARNING = 1.5
+#: Steady training steps timed before the monitor says what a probe costs in steps.
+COST_STEPS = 5
 
 
 class WarningLedger:

@@ -104,6 +104,39 @@ def test_the_first_probe_says_what_probing_costs(tmp_path, caplog):
     assert record is not None and math.isfinite(record.cost_steps) and record.cost_steps > 0
 
 
+def test_the_cost_is_said_in_steady_steps_not_counting_the_first(tmp_path, caplog):
+    # a probe at step 0 of 0.5 s; the first interval (set-up, one-off costs) takes 1 s,
+    # every later step 0.01 s: the probe is 50 steps, not the 1 it would be counted in
+    # the first step's time
+    gan, batch = warmed_up_gan()
+    clock = FakeClock()
+    mon = sd.SpectrumMonitor(
+        gan.game, tmp_path / "run.h5", every=100, k=2, probe_batch=batch, overwrite=True
+    )
+    mon._clock = TrainingClock(clock)
+    probe = mon._session.probe
+
+    def slow_probe(*args, **kwargs):
+        clock.t += 0.5
+        return probe(*args, **kwargs)
+
+    mon._session.probe = slow_probe  # type: ignore[method-assign]
+    records, said = [], []
+    with caplog.at_level(logging.INFO, logger="specdiag"):
+        for step in range(8):
+            clock.t += 1.0 if step == 0 else 0.01
+            records += mon.step(step)
+            said.append(len([r for r in caplog.records if r.name == "specdiag"]))
+        mon.close()
+    # said once, after five steady steps (at the sixth call), not before, not at close
+    assert said == [0, 0, 0, 0, 0, 1, 1, 1]
+    text = [r.getMessage() for r in caplog.records if r.name == "specdiag"][0]
+    assert "a probe ≈ 50 training steps" in text and "a step ≈ 0.01 s" in text
+    assert "every=100 makes training about 1.5× slower" in text
+    # the record of the probe at the first call cannot know a steady step yet
+    assert [r.step for r in records] == [0] and math.isnan(records[0].cost_steps)
+
+
 def test_cost_message_names_the_slowdown_and_the_budget_interval():
     level, text = cost_message(4.7, 0.01, Every(50), None)
     assert level == logging.WARNING and "470 training steps" in text
@@ -117,9 +150,14 @@ def test_the_clock_counts_training_between_calls_and_probing_inside_them():
     time.sleep(0.02)
     clock.enter()
     assert clock.train_time >= 0.02 and clock.steps == 1 and clock.fits(0.1)
+    assert math.isnan(clock.step_time)  # the first interval is set-up, not a steady step
     clock.leave(0.5)
     clock.probed(0.5)
     assert clock.probe_time == 0.5 and clock.overhead > 1 and not clock.fits(0.1)
+    time.sleep(0.01)
+    clock.enter()
+    assert clock.steps == 2 and clock.step_time == clock.steady_time >= 0.01
+    assert clock.train_time == pytest.approx(clock.steady_time + 0.02, abs=0.05)
 
 
 def test_bad_budget_is_refused(tmp_path):
