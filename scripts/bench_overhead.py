@@ -17,7 +17,9 @@ one probe in training steps, and whether the final parameters and buffers, the
 optimiser states and the torch, numpy and Python random streams are bit-identical to
 the plain run's. Then, on the MoG GAN: the products of a 20-probe monitor run with
 ``warm_start=False`` against the same 20 probes warm (the first 20 of run (b): the
-same training and schedule), and a probe bounded by ``max_matvecs``.
+same training and schedule), a probe bounded by ``max_matvecs``, and runs (a) and (c)
+again over ``--budget-steps`` (12,000): over 2,000 steps a budget of 0.1 fits one probe
+of a few hundred training steps, the longer run shows it holding over three or more.
 
 Defaults: the MoG MLP GAN ``toys.mog_gan(hidden=128, depth=3)`` (68,995 parameters;
 batch 256, Adam, learning rate 1e-4) for 2,000 steps; the conv GAN ``toys.conv_gan()``
@@ -25,15 +27,16 @@ batch 256, Adam, learning rate 1e-4) for 2,000 steps; the conv GAN ``toys.conv_g
 steps (``--conv-steps``): one of its steps costs about 15 of the MoG GAN's. Probes
 every 50 steps, k = 8, tol = 1e-3, ``budget=0.1``, 20 warm/cold probes,
 ``max_matvecs`` 40, 2 torch threads (1 with ``--smoke``). Runs (a) and (d) are
-repeated, interleaved, and the fastest of ``--repeats`` (3) counts: their difference
-is a few percent, less than the spread between single runs on a shared machine. A
+repeated, interleaved in the order a d d a a d ... (a slow drift of the machine favours
+neither), and the fastest of ``--repeats`` (3) counts: their difference is a few percent,
+less than the spread between single runs on a shared machine. A
 probe costs a few hundred training steps of either GAN, so nearly all the time goes
 to the probes of runs (b) and (e) and of the warm run: about 18 minutes on a quiet
-2-core CPU machine, 22 with the repeats.
+2-core CPU machine, 28 with the repeats and the longer budget runs.
 
 Usage::
 
-    python scripts/bench_overhead.py --markdown docs/benchmarks.md   # ~22 min, 2 cores
+    python scripts/bench_overhead.py --markdown docs/benchmarks.md   # ~28 min, 2 cores
     python scripts/bench_overhead.py --smoke       # tiny GANs, few steps: checks it runs
     python scripts/bench_overhead.py --smoke --warm-probes 6   # flags given still apply
     python scripts/bench_overhead.py --gans mog --steps 1000         # one GAN, shorter
@@ -73,6 +76,7 @@ DEFERRED_TOL, WARM_RATIO_TARGET = 1e-6, 0.6
 SMOKE = {
     "steps": 40, "conv_steps": 20, "hidden": 16, "depth": 1, "batch": 64, "conv_batch": 16,
     "every": 10, "k": 4, "warm_probes": 3, "max_matvecs": 10, "threads": 1, "repeats": 2,
+    "budget_steps": 80,
 }  # fmt: skip
 
 Toy = Union[toys.MoGGAN, toys.ConvGAN]
@@ -249,7 +253,7 @@ def gan_runs(setup: Setup, args: argparse.Namespace, tmp: Path) -> tuple[list[Ru
     runs.append(probe_afterwards(args, trained[3], snapshots, tmp / f"{setup.key}-4.h5"))
     print(f"  {runs[-1].label:48s} {runs[-1].wall:8.1f} s  ({runs[-1].probes} probes)", flush=True)
     for repeat in range(1, args.repeats):  # (a) and (d) again, interleaved: the fastest counts
-        for index in (0, 3):
+        for index in (3, 0) if repeat % 2 else (0, 3):  # a b b a: a drift favours neither
             label, options = plans[index]
             again, _ = train(setup, args, label, options, tmp / f"{setup.key}-{index}-{repeat}.h5")
             print(f"  {label + f' (repeat {repeat})':48s} {again.wall:8.1f} s", flush=True)
@@ -416,6 +420,38 @@ def warm_vs_cold(setup: Setup, args: argparse.Namespace, in_loop: Path, tmp: Pat
     )
 
 
+def long_budget(setup: Setup, args: argparse.Namespace, tmp: Path) -> str:
+    """Runs (a) and (c) again over ``--budget-steps``, long enough for several probes.
+
+    Over ``setup.steps`` a budget can run one probe only: the second waits until the
+    training has lasted twenty probes' time. This pair, repeated and interleaved like
+    (a) and (d) (the fastest of each counts), shows what the budget holds once the run
+    is long enough for three probes or more. Returns the report's paragraph.
+    """
+    steps = args.budget_steps
+    fastest: dict[str, Run] = {}
+    plans = [("plain", None), (f"budget {args.budget}", {"budget": args.budget})]
+    for repeat in range(args.repeats):
+        for label, options in plans[::-1] if repeat % 2 else plans:  # a b b a
+            run, _ = train(setup, args, label, options, tmp / f"long-{repeat}.h5", steps)
+            print(f"  {label + f' over {steps} steps':48s} {run.wall:8.1f} s  "
+                  f"({run.probes} probes)", flush=True)  # fmt: skip
+            if label not in fastest or run.wall < fastest[label].wall:
+                fastest[label] = run
+    plain, budget = fastest["plain"], fastest[plans[1][0]]
+    ratio = budget.wall / plain.wall
+    ok = ratio <= BUDGET_TARGET and budget.probes >= MIN_BUDGET_PROBES
+    repeats = f", the fastest of {args.repeats} interleaved runs each" if args.repeats > 1 else ""
+    return (
+        f"**Budget over a longer run** ({setup.name}, {steps:,d} steps{repeats}): plain "
+        f"{plain.wall:.1f} s, `budget={args.budget}` {budget.wall:.1f} s with "
+        f"{budget.probes} probe{'' if budget.probes == 1 else 's'} "
+        f"({budget.seconds:.1f} s in the monitor): {ratio:.2f}x "
+        f"(at most {BUDGET_TARGET}x with at least {MIN_BUDGET_PROBES} probes: {verdict(ok)}); "
+        f"identical to plain: {identical(budget, plain)}."
+    )
+
+
 def budget_probe(setup: Setup, toy: Toy, args: argparse.Namespace) -> str:
     """One probe of the trained GAN bounded by ``max_matvecs``, as a sentence."""
     record = sd.probe(
@@ -565,6 +601,8 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
     add("--k", type=int, default=8)
     add("--tol", type=float, default=1e-3)
     add("--budget", type=float, default=0.1, help="the monitor's overhead budget, run (c)")
+    add("--budget-steps", type=int, default=12000,
+        help="MoG GAN steps of the longer plain and budgeted runs (0: none)")  # fmt: skip
     add("--warm-probes", type=int, default=20, help="probes of the warm/cold comparison")
     add("--max-matvecs", type=int, default=40, help="the max_matvecs demonstration")
     add("--repeats", type=int, default=3, help="runs (a) and (d), interleaved; the fastest counts")
@@ -596,6 +634,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 assert runs[1].trace is not None
                 extra += warm_section(warm_vs_cold(setup, args, runs[1].trace, tmp), setup, args)
                 extra += ["", budget_probe(setup, toy, args)]
+                if args.budget_steps:
+                    extra += ["", long_budget(setup, args, tmp)]
     text = "\n".join([*lines, *extra, END])
     print()
     print(text)
