@@ -172,7 +172,10 @@ class SpectrumMonitor:
         probe needs (parameters, buffers, the probe batch once if fixed, the seed) into
         :attr:`snapshot_dir`, and compute the trace afterwards, or elsewhere, with
         :func:`specdiag.probe_snapshots` or ``specdiag probe`` (``docs/deferred.md``).
-        Nothing is written at ``path`` during training.
+        Nothing is written at ``path`` during training. The state is copied at the
+        step; the file is written and ``fsync``-ed on a thread while training goes on
+        (one write in flight at most; :meth:`close` waits for the last). A snapshot
+        that cannot be written is warned about at the next one, or at :meth:`close`.
     snapshot_dir : str or os.PathLike, optional
         Where ``defer=True`` keeps its snapshots; default ``path`` with the suffix
         ``.snapshots`` instead of ``.h5``.
@@ -346,7 +349,9 @@ class SpectrumMonitor:
         self.snapshot_dir = os.fspath(where)
         if self._group is not None and self._group.rank != 0:
             return None
-        return SnapshotWriter(where, self.game, probe_batch=fixed, seed=seed, config=config)
+        return SnapshotWriter(
+            where, self.game, probe_batch=fixed, seed=seed, config=config, background=True
+        )
 
     def _config(
         self,
@@ -479,15 +484,21 @@ class SpectrumMonitor:
                     step, None if self._batches.fixed else self._batches(step, batch)[0]
                 )
             except Exception as exc:
-                if self.options.on_error == "raise":
-                    raise
-                self._ledger.warn(
-                    "snapshot",
-                    f"specdiag: the snapshot at step {step} was not "
-                    f"saved ({explain(exc)}); training goes on",
-                )
+                self._snapshot_failed(step, exc)
+            for failed, error in self._snapshots.failures():  # an earlier background write
+                self._snapshot_failed(failed, error)
         self._clock.probed(self._clock.now() - start)
         return []
+
+    def _snapshot_failed(self, step: int, exc: BaseException) -> None:
+        """A snapshot not saved: raised with ``on_error="raise"``, else warned (once)."""
+        if self.options.on_error == "raise":
+            raise exc
+        self._ledger.warn(
+            "snapshot",
+            f"specdiag: the snapshot at step {step} was not saved ({explain(exc)}); "
+            "training goes on",
+        )
 
     def _probe(self, step: int, batch: Any, due: int) -> list[ProbeRecord]:
         """Probe every probe batch now, write and report the records."""
@@ -673,11 +684,17 @@ class SpectrumMonitor:
     def close(self) -> None:
         """Close the trace; idempotent. The summary writer is the caller's to close.
 
+        With ``defer=True``, waits for the snapshot write in flight.
+
         Records a full disk kept waiting are tried once more; those still unwritten are
         lost with the process, and a warning says how many.
         """
         if not self._closed:
             self._say_cost(last_chance=True)
+        if self._snapshots is not None and not self._closed:
+            self._closed = True  # a failure raised below leaves the monitor closed
+            for failed, error in self._snapshots.close():  # the write in flight finishes
+                self._snapshot_failed(failed, error)
         if self._writer is not None and self._unwritten and not self._closed:
             for record in list(self._unwritten):
                 try:

@@ -46,6 +46,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -600,12 +601,21 @@ class SnapshotWriter:
         JSON settings of the run to keep in the manifest (the monitor's ``every``,
         ``probe_batch`` and ``metadata``): the trace written from the snapshots stores
         them in its configuration as the in-loop monitor would.
+    background : bool
+        Write each file (its ``write``, ``fsync`` and rename) on a thread of the
+        writer's own, so that :meth:`save` returns once the snapshot's image is built
+        in memory: the state is copied at the step, the disk is waited on while training
+        goes on. At most one write is in flight: a :meth:`save` first waits for the one
+        before (and keeps its failure, see :meth:`failures`); :meth:`close` waits for
+        the last. Default ``False``: :meth:`save` returns with the file in place. The
+        monitor writes in the background.
 
     Attributes
     ----------
     directory : pathlib.Path
     n_saved : int
-        Snapshots written by this writer.
+        Snapshots written by this writer (in the background: those whose write has
+        finished).
 
     Raises
     ------
@@ -625,6 +635,7 @@ class SnapshotWriter:
         probe_batch: Any = None,
         seed: Optional[int] = 0,
         config: Optional[Mapping[str, Any]] = None,
+        background: bool = False,
     ) -> None:
         if not isinstance(game, Game):
             raise TypeError(f"game must be a specdiag.Game, got {type(game).__name__}")
@@ -636,6 +647,11 @@ class SnapshotWriter:
         self.directory = Path(directory)
         self.game, self.seed = game, int(seed)
         self.n_saved = 0
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="specdiag-snapshots") if background else None
+        )
+        self._in_flight: Optional[tuple[int, Future[None]]] = None
+        self._failed: list[tuple[int, BaseException]] = []
         self._fixed = probe_batch
         self._batch_file = ""
         if probe_batch is not None:  # refuse an unstorable batch now, not at the first save
@@ -702,10 +718,51 @@ class SnapshotWriter:
                 }
             )
 
+        self._wait()
         path = self.directory / f"snapshot-{step:010d}.h5"
-        _write_atomic(path, _h5_image(fill))
-        self.n_saved += 1
+        image = _h5_image(fill)
+        if self._pool is None:
+            _write_atomic(path, image)
+            self.n_saved += 1
+        else:
+            self._in_flight = (step, self._pool.submit(_write_atomic, path, image))
         return path
+
+    def _wait(self) -> None:
+        """Wait for the write in flight, if any; count it, or keep its failure."""
+        if self._in_flight is None:
+            return
+        step, future = self._in_flight
+        self._in_flight = None
+        error = future.exception()
+        if error is None:
+            self.n_saved += 1
+        else:
+            self._failed.append((step, error))
+
+    def failures(self) -> list[tuple[int, BaseException]]:
+        """The background writes that failed since the last call: ``(step, error)`` each.
+
+        A write's failure (a full disk, say) is known at the next :meth:`save` or at
+        :meth:`close`; nothing is raised for it, the caller decides. Always empty
+        without ``background``, where :meth:`save` raises instead.
+        """
+        failed, self._failed = self._failed, []
+        return failed
+
+    def close(self) -> list[tuple[int, BaseException]]:
+        """Wait for the write in flight and stop the writer's thread; idempotent.
+
+        Returns
+        -------
+        list of (int, BaseException)
+            What :meth:`failures` would, the last write's failure included.
+        """
+        self._wait()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        return self.failures()
 
     def _fill_batch(self, f: h5py.File) -> None:
         f.attrs.update(

@@ -51,3 +51,28 @@ def test_defer_needs_a_seed(tmp_path):
     gan = toys.mog_gan(hidden=8, depth=2, seed=0)
     with pytest.raises(ValueError, match="integer seed"):
         sd.SpectrumMonitor(gan.game, tmp_path / "run.h5", defer=True, seed=None)
+
+
+def test_a_snapshot_that_cannot_be_written_is_warned_and_training_goes_on(tmp_path, monkeypatch):
+    import specdiag.monitor.snapshots as snapshots
+
+    plain, _, _ = train(tmp_path / "plain.h5", 21, defer=True)
+    write = snapshots._write_atomic
+
+    def full_disk(path, data):  # on the writer's thread, after save() returned
+        if path.name.startswith("snapshot-0000000010"):
+            raise OSError(28, "No space left on device")
+        write(path, data)
+
+    monkeypatch.setattr(snapshots, "_write_atomic", full_disk)
+    with pytest.warns(sd.ProbeWarning, match="snapshot at step 10 was not saved"):
+        params, _, mon = train(tmp_path / "run.h5", 21, defer=True)
+    assert mon.snapshot_dir is not None
+    assert [s.step for s in read_snapshots(mon.snapshot_dir)] == [0, 5, 15, 20]
+    assert all(torch.equal(a, b) for a, b in zip(params, plain))  # training went on the same
+    # with on_error="raise" the failure is raised at the next snapshot, and the monitor closes
+    with pytest.raises(OSError, match="No space left"):
+        train(tmp_path / "raise.h5", 21, defer=True, on_error="raise")
+    # a failure of the last write is reported when the monitor closes
+    with pytest.warns(sd.ProbeWarning, match="snapshot at step 10 was not saved"):
+        train(tmp_path / "last.h5", 11, defer=True)

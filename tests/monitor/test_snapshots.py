@@ -302,6 +302,36 @@ def test_snapshots_come_in_step_order_and_temporary_files_are_ignored(tmp_path):
     assert (tmp_path / "notes.txt").exists()
 
 
+def test_background_writes_the_same_files_and_keeps_a_failed_write_for_later(tmp_path, monkeypatch):
+    game, modules = _game()
+    before = _all_tensors(modules)
+    writer = SnapshotWriter(tmp_path / "bg", game, background=True)
+    writer.save(5)
+    _scramble(modules)  # after save() returns: the snapshot holds the state at the save
+    assert writer.close() == [] and writer.n_saved == 1 and writer.close() == []
+    read_snapshots(tmp_path / "bg")[0].load_into(game)
+    _assert_bitwise(_all_tensors(modules), before)
+
+    import specdiag.monitor.snapshots as snapshots
+
+    write = snapshots._write_atomic
+
+    def full_disk(path, data):
+        if "0000000010" in path.name:
+            raise OSError(28, "No space left on device")
+        write(path, data)
+
+    monkeypatch.setattr(snapshots, "_write_atomic", full_disk)
+    writer = SnapshotWriter(tmp_path / "full", game, background=True)
+    writer.save(10)  # fails on the writer's thread: nothing raised here
+    writer.save(20)  # waits for step 10's write first, and keeps its failure
+    failed = writer.failures()
+    assert [(step, type(error)) for step, error in failed] == [(10, OSError)]
+    assert writer.failures() == []  # reported once
+    assert writer.close() == [] and writer.n_saved == 1
+    assert [s.step for s in read_snapshots(tmp_path / "full")] == [20]
+
+
 def test_bad_settings_are_refused(tmp_path):
     game, _ = _game()
     with pytest.raises(ValueError, match="integer probe seed"):
