@@ -35,16 +35,21 @@ probe: total products, the largest eigenvalue difference, convergence, and how f
 wanted subspace turned between probes; ``overhead``: the time a solve spends outside
 its products, on a 300k-parameter player Hessian and on the 2M GAN's J and Hessians:
 wall time ÷ (products × one bare product), the bare product being
-``torch.autograd.grad`` on the same cached graph without any checks. Both new sections
+``torch.autograd.grad`` on the same cached graph without any checks; one Gram–Schmidt
+step over a full basis against the bare product (the memory traffic a product pays);
+and a profile of the same solve (cProfile: the shares in the products, Gram–Schmidt,
+restarts and the rest). Both new sections
 run "all" only when named (they are not in "all").
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime
 import math
 import platform
+import pstats
 import sys
 import time
 import warnings
@@ -597,6 +602,7 @@ class OverheadRow:
     result: sd.EigResult
     bare_s: float  # median of one bare product
     sweep_s: float  # median of one Gram–Schmidt step over a full basis (two passes)
+    shares: dict[str, float]  # of a second solve's time, under cProfile
 
     @property
     def ratio(self) -> float:
@@ -647,6 +653,35 @@ def basis_sweep(n: int, ncv: int, dtype: torch.dtype) -> Callable[[], Any]:
     return run
 
 
+#: What a profile of a solve is split into: (file, function) whose cumulative time counts.
+PROFILED = {
+    "products": ("linalg/operator.py", "matvec"),
+    "Gram–Schmidt": ("linalg/gram_schmidt.py", "orthogonalize"),
+    "restarts": ("linalg/krylov_schur.py", "restart"),
+}
+
+
+def profile_shares(solve: Callable[[], Any]) -> dict[str, float]:
+    """Shares of one solve's wall time (under cProfile) in ``PROFILED`` and the rest.
+
+    A function's cumulative time counts once, at its outermost call (a transposed
+    operator's ``matvec`` calls the operator's).
+    """
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    solve()
+    profile.disable()
+    wall = time.perf_counter() - start
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    shares = {}
+    for part, (where, name) in PROFILED.items():
+        times = [s[3] for (file, _, fn), s in stats.items() if fn == name and file.endswith(where)]
+        shares[part] = max(times, default=0.0) / wall
+    shares["the rest"] = 1.0 - sum(shares.values())
+    return shares
+
+
 def overhead_case(
     label: str, field: sd.GameField, player: Any, args: argparse.Namespace
 ) -> OverheadRow:
@@ -663,8 +698,11 @@ def overhead_case(
     times += median_seconds(bare, args.repeats)
     name = "eigs LM (on Jᵀ)" if player is None else "eigsh LA"
     sweep = median_seconds(basis_sweep(op.shape[0], max(2 * args.k + 1, 20), op.dtype), 20)
+    shares = profile_shares(
+        lambda: solve(op, k=args.k, which=which, tol=args.tol, maxiter=args.maxiter)
+    )
     row = OverheadRow(
-        label, name, op.shape[0], result, float(np.median(times)), float(np.median(sweep))
+        label, name, op.shape[0], result, float(np.median(times)), float(np.median(sweep)), shares
     )
     print(
         f"  {label:28s} n={row.n:>9,d} products {result.n_matvec:4d} wall {result.wall_time:6.2f}s "
@@ -710,18 +748,23 @@ def overhead_markdown(rows: list[OverheadRow], args: argparse.Namespace, command
         "half before and half after the solve. *Basis sweep*: one Gram–Schmidt step over a "
         f"full basis of {max(2 * args.k + 1, 20)} vectors (`h = V w`, then `w -= Vᵀ h`, two "
         "passes over the basis, median of 20): each product of the solve pays about that "
-        f"much or less (the basis holds from k + 1 to {max(2 * args.k + 1, 20)} vectors).",
+        f"much or less (the basis holds from k + 1 to {max(2 * args.k + 1, 20)} vectors). "
+        "*Profile*: the same solve again under cProfile, the shares of its time in the "
+        "products (the operator's `matvec`, its bookkeeping included), in Gram–Schmidt "
+        "(`orthogonalize`), in the thick restarts, and the rest of the iteration.",
         "",
         "| case | n | solver | products | wall s | bare product ms "
         "| wall ÷ (products × bare) | outside the products, per product "
-        "| basis sweep ÷ bare product |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| basis sweep ÷ bare product | profile: products / Gram–Schmidt / restarts / rest |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.case} | {r.n:,d} | {r.solver} | {r.result.n_matvec} | {r.result.wall_time:.2f} "
             f"| {1e3 * r.bare_s:.2f} | {r.ratio:.3f} | {r.ratio - 1:.3f} "
-            f"| {r.sweep_s / r.bare_s:.3f} |"
+            f"| {r.sweep_s / r.bare_s:.3f} | "
+            + " / ".join(f"{share:.2f}" for share in r.shares.values())
+            + " |"
         )
     lines.append(OVERHEAD_END)
     return "\n".join(lines)
