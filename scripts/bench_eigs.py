@@ -64,6 +64,7 @@ import torch
 import specdiag as sd
 from specdiag import toys
 from specdiag.dynamics import update_operator
+from specdiag.linalg.options import default_ncv
 
 START, END = "<!-- bench_eigs:start -->", "<!-- bench_eigs:end -->"
 UPDATE_START, UPDATE_END = (
@@ -388,7 +389,7 @@ def markdown(rows: list[Row], costs: list[dict], args: argparse.Namespace, comma
         f"numpy {np.__version__}, scipy {scipy.__version__}; "
         f"{datetime.date.today().isoformat()}.  ",
         f"Settings: k = {args.k}, tol = {args.tol}, "
-        f"ncv = max(2k + 1, 20) = {max(2 * args.k + 1, 20)}, same start vector for both.",
+        f"ncv = max(2k + 1, 20) = {default_ncv(args.k)}, same start vector for both.",
         "",
         "| case | n | solver | products (specdiag / ARPACK) | ratio "
         "| wall s (specdiag / ARPACK) | outside products, per product (specdiag / ARPACK) "
@@ -697,7 +698,7 @@ def overhead_case(
     result = solve(op, k=args.k, which=which, tol=args.tol, maxiter=args.maxiter)
     times += median_seconds(bare, args.repeats)
     name = "eigs LM (on Jᵀ)" if player is None else "eigsh LA"
-    sweep = median_seconds(basis_sweep(op.shape[0], max(2 * args.k + 1, 20), op.dtype), 20)
+    sweep = median_seconds(basis_sweep(op.shape[0], default_ncv(args.k), op.dtype), 20)
     shares = profile_shares(
         lambda: solve(op, k=args.k, which=which, tol=args.tol, maxiter=args.maxiter)
     )
@@ -743,12 +744,12 @@ def overhead_markdown(rows: list[OverheadRow], args: argparse.Namespace, command
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; Python "
         f"{platform.python_version()}, torch {torch.__version__}; "
         f"{datetime.date.today().isoformat()}.  ",
-        f"k = {args.k}, tol = {args.tol}, ncv = {max(2 * args.k + 1, 20)}; bare product: "
+        f"k = {args.k}, tol = {args.tol}, ncv = {default_ncv(args.k)}; bare product: "
         f"median of {2 * args.repeats} `torch.autograd.grad` calls on the same cached graph, "
         "half before and half after the solve. *Basis sweep*: one Gram–Schmidt step over a "
-        f"full basis of {max(2 * args.k + 1, 20)} vectors (`h = V w`, then `w -= Vᵀ h`, two "
+        f"full basis of {default_ncv(args.k)} vectors (`h = V w`, then `w -= Vᵀ h`, two "
         "passes over the basis, median of 20): each product of the solve pays about that "
-        f"much or less (the basis holds from k + 1 to {max(2 * args.k + 1, 20)} vectors). "
+        f"much or less (the basis holds from k + 1 to {default_ncv(args.k)} vectors). "
         "*Profile*: the same solve again under cProfile, the shares of its time in the "
         "products (the operator's `matvec`, its bookkeeping included), in Gram–Schmidt "
         "(`orthogonalize`), in the thick restarts, and the rest of the iteration.",
