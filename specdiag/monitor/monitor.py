@@ -479,14 +479,17 @@ class SpectrumMonitor:
         """``defer=True``: save what the probe needs, probe nothing."""
         start = self._clock.now()
         if self._snapshots is not None:
+            failed_now: Optional[Exception] = None
             try:
                 self._snapshots.save(
                     step, None if self._batches.fixed else self._batches(step, batch)[0]
                 )
             except Exception as exc:
-                self._snapshot_failed(step, exc)
-            for failed, error in self._snapshots.failures():  # an earlier background write
+                failed_now = exc
+            for failed, error in self._snapshots.failures():  # earlier background writes first
                 self._snapshot_failed(failed, error)
+            if failed_now is not None:
+                self._snapshot_failed(step, failed_now)
         self._clock.probed(self._clock.now() - start)
         return []
 
