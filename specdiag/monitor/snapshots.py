@@ -693,7 +693,8 @@ class SnapshotWriter:
         Returns
         -------
         pathlib.Path
-            The snapshot file.
+            The snapshot file (with ``background``, where it will be once its write,
+            in flight until the next :meth:`save` or :meth:`close`, has finished).
         """
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f"step must be an integer >= 0, got {step!r}")
